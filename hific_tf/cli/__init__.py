@@ -1,0 +1,1 @@
+"""Command-line tools: absl apps behind the single `hific-tf` command."""

@@ -1,0 +1,37 @@
+"""hific-tf compress --model=MODEL INPUT... [--output=PATH]: images → .hfc files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from absl import flags
+
+from hific_tf import images
+from hific_tf.bitstream import FILE_SUFFIX
+from hific_tf.cli import common
+
+_MODEL = flags.DEFINE_string(
+    "model", None, "Checkpoint directory or exported SavedModel directory.", required=True)
+_OUTPUT = flags.DEFINE_string(
+    "output", None, "Output file (one input) or folder (required for a folder input). "
+    "Default: beside each input, with the suffix .hfc.")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace existing output files.")
+
+
+def main(argv: list[str]) -> int:
+    pairs = common.pair_paths(argv[1:], _OUTPUT.value, common.IMAGE_INPUTS, FILE_SUFFIX)
+    from hific_tf.codec import load_codec  # TensorFlow loads only after the flags check.
+
+    codec = load_codec(_MODEL.value)
+
+    def convert(source: Path) -> tuple[bytes, str]:
+        image = images.read_image(source)
+        data = codec.compress(image)
+        bpp = 8 * len(data) / (image.shape[0] * image.shape[1])
+        return data, f"{image.shape[1]}x{image.shape[0]}  {len(data)} bytes  {bpp:.4f} bpp"
+
+    return common.code_files(pairs, convert, _OVERWRITE.value, unit="image")
+
+
+def run(argv: list[str]) -> None:
+    common.run(main, argv)

@@ -1,0 +1,40 @@
+"""hific-tf decompress --model=MODEL FILE.hfc... [--output=PATH]: .hfc files → PNG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from absl import flags
+
+from hific_tf import images
+from hific_tf.cli import common
+from hific_tf.errors import UserError
+
+_MODEL = flags.DEFINE_string(
+    "model", None, "The checkpoint or SavedModel directory that wrote the files.",
+    required=True)
+_OUTPUT = flags.DEFINE_string(
+    "output", None, "Output file (one input) or folder (required for a folder input). "
+    "Default: beside each input, with the suffix .png.")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace existing output files.")
+
+
+def main(argv: list[str]) -> int:
+    pairs = common.pair_paths(argv[1:], _OUTPUT.value, common.COMPRESSED_INPUTS, ".png")
+    from hific_tf.codec import load_codec  # TensorFlow loads only after the flags check.
+
+    codec = load_codec(_MODEL.value)
+
+    def convert(source: Path) -> tuple[bytes, str]:
+        try:
+            data = source.read_bytes()
+        except OSError as error:
+            raise UserError(f"cannot read {source}: {error.strerror or error}") from None
+        image = codec.decompress(data)
+        return images.encode_png(image), f"{image.shape[1]}x{image.shape[0]}"
+
+    return common.code_files(pairs, convert, _OVERWRITE.value, unit="file")
+
+
+def run(argv: list[str]) -> None:
+    common.run(main, argv)

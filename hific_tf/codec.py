@@ -1,0 +1,80 @@
+"""A codec as users see it: bytes and NumPy images, wrapped around the model's tf.functions.
+
+`load_codec` opens a checkpoint directory or an exported SavedModel; both expose the same
+`compress` / `decompress` tf.functions, so files are identical whichever is used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import tensorflow as tf
+
+from hific_tf import bitstream, checkpoints
+from hific_tf.errors import UserError
+from hific_tf.model import HiFiC
+
+
+class CodingFunctions(Protocol):
+    """What a HiFiC model and a loaded SavedModel have in common."""
+
+    compress: tf.types.experimental.GenericFunction
+    decompress: tf.types.experimental.GenericFunction
+
+
+class Codec:
+    """Compresses uint8 RGB images to `.hfc` bytes and back."""
+
+    def __init__(self, functions: CodingFunctions, name: str) -> None:
+        self.functions = functions
+        self.name = name
+
+    def compress(self, image: np.ndarray) -> bytes:
+        """uint8 [H, W, 3] → the bytes of an `.hfc` file."""
+        image = np.asarray(image)
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
+            raise UserError(f"expected a uint8 RGB image [H, W, 3], got {image.dtype} "
+                            f"{list(image.shape)}")
+        try:
+            return self.functions.compress(tf.constant(image)).numpy()
+        except tf.errors.InvalidArgumentError as error:
+            raise UserError(bitstream.check_message(error) or error.message) from None
+
+    def decompress(self, data: bytes) -> np.ndarray:
+        """The bytes of an `.hfc` file → uint8 [H, W, 3]; FormatError if they are bad."""
+        try:
+            return self.functions.decompress(tf.constant(data, tf.string)).numpy()
+        except tf.errors.InvalidArgumentError as error:
+            message = bitstream.check_message(error)
+            raise bitstream.FormatError(
+                message or "the file is corrupt: its coded data does not decode") from None
+
+
+def is_saved_model(path: str | Path) -> bool:
+    """True if `path` is a SavedModel directory."""
+    return (Path(path) / "saved_model.pb").is_file()
+
+
+def load_codec(model: str | Path) -> Codec:
+    """Opens a SavedModel or a checkpoint directory as a Codec."""
+    path = Path(model)
+    if not path.exists():
+        raise UserError(f"model {model} does not exist; pass a checkpoint directory or an "
+                        "exported SavedModel directory")
+    if is_saved_model(path):
+        import tensorflow_compression  # noqa: F401  Registers the range-coding ops.
+
+        try:
+            return Codec(tf.saved_model.load(str(path)), name=path.name)
+        except (tf.errors.OpError, ValueError, OSError) as error:
+            raise UserError(f"cannot load the SavedModel {path}: {str(error)[:200]}") from None
+    return Codec(checkpoints.load_model(path).prepare_for_coding(), name=path.name)
+
+
+def codec_from_model(model: HiFiC, name: str = "hific") -> Codec:
+    """Wraps an in-memory model, preparing it for coding if needed."""
+    if model.model_id is None:
+        model.prepare_for_coding()
+    return Codec(model, name=name)

@@ -1,0 +1,147 @@
+"""The hyperprior P: h_a, the two h_s nets, and tensorflow-compression's entropy models.
+
+z = h_a(y) is coded with a factorized prior; y is coded with a mean-scale Gaussian
+conditional whose means and scales come from two separate h_s nets applied to z_hat.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import tensorflow as tf
+import tensorflow_compression as tfc
+
+from hific_tf.configs import ModelConfig
+from hific_tf.layers import conv, conv_transpose
+
+
+class TrainingOutputs(NamedTuple):
+    """What a training-mode pass through the hyperprior returns."""
+
+    y_hat: tf.Tensor  # round(y - mu) + mu with identity gradient, for G and D
+    y_bits: tf.Tensor  # per-image bits of y under uniform noise, shape [batch]
+    z_bits: tf.Tensor  # per-image bits of z under uniform noise, shape [batch]
+
+
+class Coded(NamedTuple):
+    """The result of coding one latent: strings and the decoder-side quantised values."""
+
+    z_strings: tf.Tensor
+    y_strings: tf.Tensor
+    z_hat: tf.Tensor
+    y_hat: tf.Tensor
+
+
+class Hyperprior(tf.keras.layers.Layer):
+    """Side information and entropy models for the latent y."""
+
+    def __init__(self, config: ModelConfig, name: str = "hyperprior") -> None:
+        super().__init__(name=name)
+        width = config.hyper_channels
+        self.analysis = tf.keras.Sequential(
+            [conv(width, 3, activation="relu"),
+             conv(width, 5, strides=2, activation="relu"),
+             conv(width, 5, strides=2)], name="h_a")
+
+        def synthesis(name: str) -> tf.keras.Sequential:
+            return tf.keras.Sequential(
+                [conv_transpose(width, 5, activation="relu"),
+                 conv_transpose(width, 5, activation="relu"),
+                 conv(config.latent_channels, 3)], name=name)
+
+        self.synthesis_mean = synthesis("h_s_mean")
+        self.synthesis_scale = synthesis("h_s_scale")
+        self.z_prior = tfc.NoisyDeepFactorized(
+            batch_shape=[width], num_filters=(3, 3, 3), init_scale=10.0)
+        self._log_scale_min = math.log(config.scale_min)
+        self._log_scale_step = (
+            (math.log(config.scale_max) - self._log_scale_min) / max(config.num_scales - 1, 1))
+        self._num_scales = config.num_scales
+        self.z_model = self._z_model(compression=False)
+        self.y_model = self._y_model(compression=False)
+        self.z_coder: tfc.ContinuousBatchedEntropyModel | None = None
+        self.y_coder: tfc.LocationScaleIndexedEntropyModel | None = None
+
+    def _z_model(self, compression: bool) -> tfc.ContinuousBatchedEntropyModel:
+        return tfc.ContinuousBatchedEntropyModel(
+            self.z_prior, coding_rank=3, compression=compression)
+
+    def _y_model(self, compression: bool) -> tfc.LocationScaleIndexedEntropyModel:
+        return tfc.LocationScaleIndexedEntropyModel(
+            tfc.NoisyNormal, self._num_scales, self._scale_from_index, coding_rank=3,
+            compression=compression)
+
+    def _scale_from_index(self, index: tf.Tensor) -> tf.Tensor:
+        return tf.exp(self._log_scale_min + self._log_scale_step * index)
+
+    def _scale_index(self, scale: tf.Tensor) -> tf.Tensor:
+        """Fractional position of `scale` in the scale table (clipped by the entropy model)."""
+        log_scale = tf.math.log(tf.maximum(scale, math.exp(self._log_scale_min)))
+        return (log_scale - self._log_scale_min) / self._log_scale_step
+
+    def _mean_and_index(self, z_hat: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        return (self.synthesis_mean(z_hat),
+                self._scale_index(self.synthesis_scale(z_hat)))
+
+    def call(self, y: tf.Tensor, training: bool = True) -> TrainingOutputs:
+        """Training-mode pass: noisy rates of y and z and the straight-through y_hat."""
+        z = self.analysis(y)
+        z_tilde, z_bits = self.z_model(z, training=training)
+        mean, index = self._mean_and_index(z_tilde)
+        _, y_bits = self.y_model(y, index, loc=mean, training=training)
+        y_hat = tfc.round_st(y - mean) + mean
+        return TrainingOutputs(y_hat=y_hat, y_bits=y_bits, z_bits=z_bits)
+
+    @property
+    def prepared(self) -> bool:
+        return self.z_coder is not None
+
+    def prepare_for_coding(self) -> None:
+        """Freezes the range-coding tables from the current weights (once per model).
+
+        The tables are variables, so that a SavedModel carries exactly the tables its
+        encoder used and decoding never depends on recomputing them.
+        """
+        if self.prepared:
+            raise RuntimeError(
+                "coding tables are already fixed for this model; build a new model to code "
+                "with changed weights")
+        self.z_coder = self._z_model(compression=True)
+        self.y_coder = self._y_model(compression=True)
+
+    def _check_prepared(self) -> None:
+        if not self.prepared:
+            raise RuntimeError("call prepare_for_coding() after loading weights, before coding")
+
+    def compress(self, y: tf.Tensor) -> Coded:
+        """Codes a batch of latents; returns strings and the quantised latents."""
+        self._check_prepared()
+        z = self.analysis(y)
+        z_strings = self.z_coder.compress(z)
+        z_hat = self.z_coder.decompress(z_strings, tf.shape(z)[1:3])
+        mean, index = self._mean_and_index(z_hat)
+        index = tf.round(index)
+        y_strings = self.y_coder.compress(y, index, loc=mean)
+        y_hat = tf.round(y - mean) + mean
+        return Coded(z_strings=z_strings, y_strings=y_strings, z_hat=z_hat, y_hat=y_hat)
+
+    def decompress(self, z_strings: tf.Tensor, y_strings: tf.Tensor,
+                   z_shape: tf.Tensor) -> tf.Tensor:
+        """Recovers y_hat from the strings; `z_shape` is z's [height, width]."""
+        self._check_prepared()
+        z_hat = self.z_coder.decompress(z_strings, z_shape)
+        mean, index = self._mean_and_index(z_hat)
+        return self.y_coder.decompress(y_strings, tf.round(index), loc=mean)
+
+    def information_content(self, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Bits of y_hat and z_hat per image under the coding distributions (−log2 p).
+
+        A tight lower bound on what the range coder writes, to measure coding overhead.
+        """
+        self._check_prepared()
+        z = self.analysis(y)
+        z_hat, z_bits = self.z_coder(z, training=False)
+        mean, index = self._mean_and_index(z_hat)
+        _, y_bits = self.y_coder(y, tf.round(index), loc=mean, training=False)
+        return y_bits, z_bits

@@ -1,0 +1,67 @@
+"""Building blocks shared by the networks: ChannelNorm and the generator's residual block."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+class ChannelNorm(tf.keras.layers.Layer):
+    """Normalises each pixel over its channels only (the paper's ChannelNorm).
+
+    mean and the unbiased variance are taken over the channel axis; the mean inside the
+    variance is a stop-gradient. With no running statistics the layer behaves identically at
+    any resolution and on any tile of an image.
+    """
+
+    def __init__(self, epsilon: float = 1e-3, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.epsilon = epsilon
+
+    def build(self, input_shape: tf.TensorShape) -> None:
+        channels = int(input_shape[-1])
+        if channels < 2:
+            raise ValueError("ChannelNorm needs at least 2 channels")
+        self.gamma = self.add_weight(name="gamma", shape=[channels], initializer="ones")
+        self.beta = self.add_weight(name="beta", shape=[channels], initializer="zeros")
+        super().build(input_shape)
+
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        channels = tf.cast(tf.shape(inputs)[-1], inputs.dtype)
+        mean = tf.reduce_mean(inputs, axis=-1, keepdims=True)
+        centred = inputs - tf.stop_gradient(mean)
+        variance = tf.reduce_sum(tf.square(centred), axis=-1, keepdims=True) / (channels - 1)
+        normalised = (inputs - mean) * tf.math.rsqrt(variance + self.epsilon)
+        return self.gamma * normalised + self.beta
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "epsilon": self.epsilon}
+
+
+def conv(filters: int, kernel_size: int, strides: int = 1, activation: str | None = None,
+         name: str | None = None) -> tf.keras.layers.Conv2D:
+    """A zero-"same"-padded convolution with bias and Keras default initialisation."""
+    return tf.keras.layers.Conv2D(filters, kernel_size, strides=strides, padding="same",
+                                  activation=activation, name=name)
+
+
+def conv_transpose(filters: int, kernel_size: int, strides: int = 2,
+                   activation: str | None = None,
+                   name: str | None = None) -> tf.keras.layers.Conv2DTranspose:
+    """A "same"-padded transposed convolution that multiplies each side by `strides`."""
+    return tf.keras.layers.Conv2DTranspose(filters, kernel_size, strides=strides,
+                                           padding="same", activation=activation, name=name)
+
+
+class ResidualBlock(tf.keras.layers.Layer):
+    """conv 3x3 → Norm → ReLU → conv 3x3 → Norm, plus the identity."""
+
+    def __init__(self, filters: int, epsilon: float = 1e-3, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.conv_a = conv(filters, 3, name="conv_a")
+        self.norm_a = ChannelNorm(epsilon, name="norm_a")
+        self.conv_b = conv(filters, 3, name="conv_b")
+        self.norm_b = ChannelNorm(epsilon, name="norm_b")
+
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        hidden = tf.nn.relu(self.norm_a(self.conv_a(inputs)))
+        return inputs + self.norm_b(self.conv_b(hidden))

@@ -1,0 +1,159 @@
+"""HiFiC: E, G and the hyperprior tied together, for training and for coding whole files.
+
+`compress` and `decompress` are tf.functions with input signatures, so eager use, the CLI
+and the exported SavedModel all run the same graph.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import NamedTuple
+
+import numpy as np
+import tensorflow as tf
+
+from hific_tf import bitstream
+from hific_tf.configs import ModelConfig
+from hific_tf.hyperprior import Coded, Hyperprior
+from hific_tf.networks import Encoder, Generator
+
+
+class ForwardOutputs(NamedTuple):
+    """A training-mode pass: what the losses and the discriminator need."""
+
+    reconstruction: tf.Tensor  # G(y_hat), linear output on the [0, 1] scale
+    y_hat: tf.Tensor  # straight-through quantised latent (D's condition)
+    y_bits: tf.Tensor  # per-image noisy bits of y
+    z_bits: tf.Tensor  # per-image noisy bits of z
+    bpp: tf.Tensor  # per-image (y_bits + z_bits) / pixels
+
+
+class Latent(NamedTuple):
+    """The decoder-side quantised latent of one image and the image's size."""
+
+    y_hat: tf.Tensor  # [1, H'/16, W'/16, C_y], H' and W' padded to a multiple of 64
+    height: tf.Tensor
+    width: tf.Tensor
+
+
+def reflect_pad(image: tf.Tensor, multiple: int) -> tf.Tensor:
+    """Pads [H, W, C] at the bottom and right to multiples of `multiple` by mirroring.
+
+    The mirror repeats as often as needed, so images smaller than the padding (down to 1x1)
+    are handled too.
+    """
+
+    def mirrored_indices(size: tf.Tensor) -> tf.Tensor:
+        padded = (size + multiple - 1) // multiple * multiple
+        period = tf.maximum(2 * size - 2, 1)
+        position = tf.range(padded) % period
+        return tf.where(position < size, position, period - position)
+
+    shape = tf.shape(image)
+    image = tf.gather(image, mirrored_indices(shape[0]), axis=0)
+    return tf.gather(image, mirrored_indices(shape[1]), axis=1)
+
+
+def to_uint8(image: tf.Tensor) -> tf.Tensor:
+    """Rounds and clips an image on the [0, 1] scale to uint8."""
+    return tf.saturate_cast(tf.round(image * 255.0), tf.uint8)
+
+
+class HiFiC(tf.keras.Model):
+    """The codec: encoder E, generator G and hyperprior P (D lives with training)."""
+
+    def __init__(self, config: ModelConfig, name: str = "hific") -> None:
+        super().__init__(name=name)
+        self.config = config
+        self.encoder = Encoder(config)
+        self.generator = Generator(config)
+        self.hyperprior = Hyperprior(config)
+        self.model_id: tf.Variable | None = None
+
+    def build_weights(self) -> HiFiC:
+        """Creates every variable by running a minimal forward pass; returns self."""
+        if not self.built:
+            side = self.config.pad_multiple
+            self(tf.zeros([1, side, side, 3]), training=False)
+        return self
+
+    def call(self, images: tf.Tensor, training: bool = True) -> ForwardOutputs:
+        """Training-mode pass over a batch in [0, 1] whose sides are multiples of 64."""
+        y = self.encoder(images)
+        latent = self.hyperprior(y, training=training)
+        reconstruction = self.generator(latent.y_hat)
+        shape = tf.shape(images)
+        pixels = tf.cast(shape[1] * shape[2], latent.y_bits.dtype)
+        return ForwardOutputs(
+            reconstruction=reconstruction, y_hat=latent.y_hat, y_bits=latent.y_bits,
+            z_bits=latent.z_bits, bpp=(latent.y_bits + latent.z_bits) / pixels)
+
+    def prepare_for_coding(self) -> HiFiC:
+        """Fixes the range-coding tables and the model identifier from the weights.
+
+        Call once, after the weights are final (loaded or trained); returns self.
+        """
+        self.build_weights()
+        self.hyperprior.prepare_for_coding()
+        self.model_id = tf.Variable(self.fingerprint(), trainable=False, name="model_id")
+        return self
+
+    def fingerprint(self) -> bytes:
+        """A 16-byte hash of the architecture, every weight and the coding tables."""
+        digest = hashlib.sha256(self.config.to_json().encode())
+        for variable in self.variables:
+            if variable.name.startswith("model_id"):
+                continue
+            value = np.ascontiguousarray(variable.numpy())
+            digest.update(f"{value.dtype.str}{value.shape}".encode())
+            digest.update(value.tobytes())
+        return digest.digest()[:bitstream.MODEL_ID_BYTES]
+
+    def _check_prepared(self) -> None:
+        if self.model_id is None:
+            raise RuntimeError("call prepare_for_coding() after loading weights, before coding")
+
+    def encode(self, image: tf.Tensor) -> tuple[Coded, tf.Tensor, tf.Tensor]:
+        """Codes one uint8 [H, W, 3] image; returns the coded latents and H, W."""
+        self._check_prepared()
+        shape = tf.shape(image, out_type=tf.int64)
+        height, width = shape[0], shape[1]
+        size_ok = bitstream.check(
+            tf.reduce_all([height >= 1, width >= 1, height <= bitstream.MAX_SIDE,
+                           width <= bitstream.MAX_SIDE]),
+            "image size ", tf.strings.as_string(height), "x", tf.strings.as_string(width),
+            f" is outside 1x1 to {bitstream.MAX_SIDE}x{bitstream.MAX_SIDE}")
+        with tf.control_dependencies([size_ok]):
+            x = tf.cast(image, tf.float32) / 255.0
+            x = reflect_pad(x, self.config.pad_multiple)[tf.newaxis]
+        return self.hyperprior.compress(self.encoder(x)), height, width
+
+    def decode_latent(self, data: tf.Tensor) -> Latent:
+        """Validates a file and decodes its quantised latent y_hat."""
+        self._check_prepared()
+        parsed = bitstream.unpack(data, self.model_id)
+        z_stride = self.config.pad_multiple
+        z_shape = tf.cast(tf.stack([(parsed.height + z_stride - 1) // z_stride,
+                                    (parsed.width + z_stride - 1) // z_stride]), tf.int32)
+        y_hat = self.hyperprior.decompress(
+            parsed.z_string[tf.newaxis], parsed.y_string[tf.newaxis], z_shape)
+        return Latent(y_hat=y_hat, height=parsed.height, width=parsed.width)
+
+    def synthesize(self, latent: Latent) -> tf.Tensor:
+        """G applied to a decoded latent, cropped to the image size, as uint8 [H, W, 3]."""
+        image = self.generator(latent.y_hat)[0, :latent.height, :latent.width]
+        return to_uint8(image)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8, name="image")],
+                 autograph=False)
+    def compress(self, image: tf.Tensor) -> tf.Tensor:
+        """uint8 [H, W, 3] image → the bytes of a whole `.hfc` file (scalar string)."""
+        coded, height, width = self.encode(image)
+        return bitstream.pack(self.model_id, height, width, coded.z_strings[0],
+                              coded.y_strings[0])
+
+    @tf.function(input_signature=[tf.TensorSpec([], tf.string, name="data")],
+                 autograph=False)
+    def decompress(self, data: tf.Tensor) -> tf.Tensor:
+        """The bytes of an `.hfc` file → the uint8 [H, W, 3] image."""
+        return self.synthesize(self.decode_latent(data))

@@ -1,0 +1,86 @@
+"""The paper's encoder E, generator G and conditional discriminator D (HIFIC_SPEC.md)."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from hific_tf.configs import ModelConfig
+from hific_tf.layers import ChannelNorm, ResidualBlock, conv, conv_transpose
+
+
+class Encoder(tf.keras.Sequential):
+    """E: image in [0, 1] → latent y at H/16 x W/16 with C_y channels."""
+
+    def __init__(self, config: ModelConfig, name: str = "encoder") -> None:
+        first, *downsampling = config.encoder_channels
+        layers = [conv(first, 7), ChannelNorm(config.norm_epsilon), tf.keras.layers.ReLU()]
+        for width in downsampling:
+            layers += [conv(width, 3, strides=2), ChannelNorm(config.norm_epsilon),
+                       tf.keras.layers.ReLU()]
+        layers.append(conv(config.latent_channels, 3))
+        super().__init__(layers, name=name)
+
+
+class Generator(tf.keras.Model):
+    """G: quantised latent y_hat → image (linear output, nominally in [0, 1])."""
+
+    def __init__(self, config: ModelConfig, name: str = "generator") -> None:
+        super().__init__(name=name)
+        head_width, *upsampling = config.generator_channels
+        eps = config.norm_epsilon
+        self.head = tf.keras.Sequential(
+            [ChannelNorm(eps), conv(head_width, 3), ChannelNorm(eps)], name="head")
+        self.residual_blocks = [ResidualBlock(head_width, eps, name=f"residual_{i}")
+                                for i in range(config.residual_blocks)]
+        upsampling_layers = []
+        for width in upsampling:
+            upsampling_layers += [conv_transpose(width, 3), ChannelNorm(eps),
+                                  tf.keras.layers.ReLU()]
+        upsampling_layers.append(conv(3, 7))
+        self.tail = tf.keras.Sequential(upsampling_layers, name="tail")
+
+    def call(self, latent: tf.Tensor) -> tf.Tensor:
+        head = self.head(latent)
+        hidden = head
+        for block in self.residual_blocks:
+            hidden = block(hidden)
+        return self.tail(head + hidden)
+
+
+def _spectral_conv(filters: int, kernel_size: int, strides: int) -> tf.keras.layers.Layer:
+    """A spectrally normalised (one power iteration) conv with N(0, 0.02) weights."""
+    return tf.keras.layers.SpectralNormalization(
+        tf.keras.layers.Conv2D(
+            filters, kernel_size, strides=strides, padding="same",
+            kernel_initializer=tf.keras.initializers.RandomNormal(stddev=0.02),
+            bias_initializer="zeros"),
+        power_iterations=1)
+
+
+class Discriminator(tf.keras.Model):
+    """D: (image in [0, 1], y_hat) → one logit per patch at H/8 x W/8.
+
+    The latent is a stop-gradient condition: conv 3x3 → LeakyReLU → nearest upsampling to
+    the image size, concatenated with the image.
+    """
+
+    def __init__(self, config: ModelConfig, name: str = "discriminator") -> None:
+        super().__init__(name=name)
+        self.latent_stride = config.latent_stride
+        self.condition = _spectral_conv(config.discriminator_condition_channels, 3, 1)
+        self.body = [
+            _spectral_conv(width, 4, stride)
+            for width, stride in zip(config.discriminator_channels, (2, 2, 2, 1), strict=True)
+        ]
+        self.logits = _spectral_conv(1, 4, 1)
+
+    def call(self, inputs: tuple[tf.Tensor, tf.Tensor], training: bool = False) -> tf.Tensor:
+        image, latent = inputs
+        condition = self.condition(tf.stop_gradient(latent), training=training)
+        condition = tf.nn.leaky_relu(condition, 0.2)
+        condition = tf.repeat(tf.repeat(condition, self.latent_stride, axis=1),
+                              self.latent_stride, axis=2)
+        hidden = tf.concat([image, condition], axis=-1)
+        for layer in self.body:
+            hidden = tf.nn.leaky_relu(layer(hidden, training=training), 0.2)
+        return self.logits(hidden, training=training)

@@ -1,0 +1,30 @@
+"""hific-tf: HiFiC in TensorFlow 2 on tensorflow-compression."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+setup(
+    name="hific-tf",
+    version="0.1.0",
+    description="High-Fidelity Generative Image Compression (HiFiC) in TensorFlow 2",
+    long_description=Path("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11,<3.12",
+    packages=find_packages(include=["hific_tf", "hific_tf.*"]),
+    include_package_data=True,
+    install_requires=[
+        "tensorflow==2.14.1",
+        "tensorflow-compression==2.14.1",
+        "tensorflow-probability==0.22.1",
+        "tensorflow-gan==2.1.0",
+        "tf-keras==2.14.1",
+        "numpy~=1.26.0",
+        "scipy~=1.11.4",
+        "absl-py>=1.4",
+        "pillow>=10.0",
+        "matplotlib>=3.8",
+    ],
+    extras_require={"test": ["pytest>=7.4", "ruff>=0.4"]},
+    entry_points={"console_scripts": ["hific-tf=hific_tf.cli.main:main"]},
+)
