@@ -107,8 +107,21 @@ class Hyperprior(tf.keras.layers.Layer):
             raise RuntimeError(
                 "coding tables are already fixed for this model; build a new model to code "
                 "with changed weights")
-        self.z_coder = self._z_model(compression=True)
+        cdf, cdf_offset, quantization_offset = self._z_tables()
+        self.z_coder = tfc.ContinuousBatchedEntropyModel(
+            prior_shape=self.z_prior.batch_shape, coding_rank=3, compression=True, cdf=cdf,
+            cdf_offset=cdf_offset, quantization_offset=quantization_offset)
         self.y_coder = self._y_model(compression=True)
+
+    @tf.function(autograph=False)
+    def _z_tables(self) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """The factorized prior's range-coding tables, computed as one graph.
+
+        Eagerly, tensorflow-compression's tail search runs op by op and takes seconds.
+        """
+        model = tfc.ContinuousBatchedEntropyModel(
+            self.z_prior, coding_rank=3, compression=True, stateless=True)
+        return model.cdf, model.cdf_offset, model.quantization_offset
 
     def _check_prepared(self) -> None:
         if not self.prepared:
@@ -141,7 +154,9 @@ class Hyperprior(tf.keras.layers.Layer):
         """
         self._check_prepared()
         z = self.analysis(y)
-        z_hat, z_bits = self.z_coder(z, training=False)
+        # The coder keeps only tables; the training model holds the prior itself and
+        # quantises with the same heuristic offset.
+        z_hat, z_bits = self.z_model(z, training=False)
         mean, index = self._mean_and_index(z_hat)
         _, y_bits = self.y_coder(y, tf.round(index), loc=mean, training=False)
         return y_bits, z_bits

@@ -1,0 +1,198 @@
+"""The networks against HIFIC_SPEC.md: parameter counts, shapes, ChannelNorm, D's design."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from hific_tf.configs import ModelConfig, model_preset
+from hific_tf.layers import ChannelNorm
+from hific_tf.model import HiFiC, reflect_pad
+from hific_tf.networks import Discriminator
+
+
+def conv_params(kernel: int, inputs: int, outputs: int) -> int:
+    return kernel * kernel * inputs * outputs + outputs
+
+
+def norm_params(channels: int) -> int:
+    return 2 * channels
+
+
+def spec_counts() -> dict[str, int]:
+    """Parameter counts worked out by hand from the spec's layer list."""
+    encoder = conv_params(7, 3, 60) + norm_params(60)
+    for a, b in ((60, 120), (120, 240), (240, 480), (480, 960)):
+        encoder += conv_params(3, a, b) + norm_params(b)
+    encoder += conv_params(3, 960, 220)
+
+    generator = norm_params(220) + conv_params(3, 220, 960) + norm_params(960)
+    generator += 9 * 2 * (conv_params(3, 960, 960) + norm_params(960))
+    for a, b in ((960, 480), (480, 240), (240, 120), (120, 60)):
+        generator += conv_params(3, a, b) + norm_params(b)
+    generator += conv_params(7, 60, 3)
+
+    analysis = conv_params(3, 220, 320) + 2 * conv_params(5, 320, 320)
+    synthesis = 2 * conv_params(5, 320, 320) + conv_params(3, 320, 220)
+    # Deep factorized prior, filters (3, 3, 3): matrices 1x3, 3x3, 3x3, 3x1, biases and
+    # the three non-linearity factors, per channel.
+    prior = 320 * ((3 + 9 + 9 + 3) + (3 + 3 + 3 + 1) + (3 + 3 + 3))
+    hyperprior = analysis + 2 * synthesis + prior
+
+    discriminator = conv_params(3, 220, 12) + conv_params(4, 15, 64)
+    for a, b in ((64, 128), (128, 256), (256, 512), (512, 1)):
+        discriminator += conv_params(4, a, b)
+    return {"encoder": encoder, "generator": generator, "hyperprior": hyperprior,
+            "discriminator": discriminator}
+
+
+def trainable_count(layer: tf.Module) -> int:
+    return sum(int(np.prod(v.shape)) for v in layer.trainable_variables)
+
+
+@pytest.mark.slow
+def test_full_size_parameter_counts_match_spec():
+    model = HiFiC(model_preset("hific")).build_weights()
+    discriminator = Discriminator(model.config)
+    discriminator((tf.zeros([1, 64, 64, 3]), tf.zeros([1, 4, 4, 220])))
+    counts = {"encoder": trainable_count(model.encoder),
+              "generator": trainable_count(model.generator),
+              "hyperprior": trainable_count(model.hyperprior),
+              "discriminator": trainable_count(discriminator)}
+    published = {"encoder": 7.42e6, "generator": 156.77e6, "hyperprior": 17.28e6,
+                 "discriminator": 2.80e6}
+    for name, count in counts.items():
+        assert abs(count - published[name]) / published[name] < 0.005, (name, count)
+    assert counts == spec_counts()
+
+
+def test_channel_norm_matches_numpy_formula(rng):
+    x = rng.normal(size=(2, 5, 7, 6)).astype(np.float32) * 3 + 1
+    layer = ChannelNorm(epsilon=1e-3)
+    got = layer(tf.constant(x)).numpy()
+    mean = x.mean(axis=-1, keepdims=True)
+    variance = ((x - mean) ** 2).sum(axis=-1, keepdims=True) / (x.shape[-1] - 1)
+    np.testing.assert_allclose(got, (x - mean) / np.sqrt(variance + 1e-3), rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_channel_norm_is_the_same_on_any_tile(rng):
+    x = tf.constant(rng.normal(size=(1, 16, 16, 8)).astype(np.float32))
+    layer = ChannelNorm()
+    whole = layer(x).numpy()
+    np.testing.assert_array_equal(layer(x[:, 4:9, 3:11]).numpy(), whole[:, 4:9, 3:11])
+
+
+def test_channel_norm_gradient_stops_through_variance_mean(rng):
+    # With the mean inside the variance a stop-gradient, d/dx of sum(y) is not zero (it
+    # would be for a full normalisation, whose outputs sum to zero for any input).
+    x = tf.constant(rng.normal(size=(1, 1, 1, 4)).astype(np.float32))
+    layer = ChannelNorm()
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        total = tf.reduce_sum(tf.square(layer(x)))
+    gradient = tape.gradient(total, x).numpy()
+    # Reference: the same formula with the variance's mean held constant, by finite
+    # differences in NumPy.
+    x0 = x.numpy().ravel().astype(np.float64)
+    held_mean = x0.mean()
+
+    def f(v: np.ndarray) -> float:
+        variance = ((v - held_mean) ** 2).sum() / (v.size - 1)
+        return float((((v - v.mean()) / np.sqrt(variance + 1e-3)) ** 2).sum())
+
+    numeric = np.array([(f(x0 + d) - f(x0 - d)) / 2e-4 for d in np.eye(4) * 1e-4])
+    np.testing.assert_allclose(gradient.ravel(), numeric, rtol=1e-2, atol=1e-3)
+
+
+def test_shapes_through_the_networks():
+    config = model_preset("tiny")
+    model = HiFiC(config).build_weights()
+    images = tf.random.uniform([2, 128, 192, 3])
+    y = model.encoder(images)
+    assert y.shape == (2, 8, 12, config.latent_channels)
+    z = model.hyperprior.analysis(y)
+    assert z.shape == (2, 2, 3, config.hyper_channels)
+    assert model.generator(y).shape == (2, 128, 192, 3)
+    outputs = model(images, training=True)
+    assert outputs.reconstruction.shape == images.shape
+    assert outputs.y_bits.shape == (2,) and outputs.z_bits.shape == (2,)
+    np.testing.assert_allclose(outputs.bpp.numpy(),
+                               (outputs.y_bits + outputs.z_bits).numpy() / (128 * 192),
+                               rtol=1e-6)
+    discriminator = Discriminator(config)
+    assert discriminator((images, outputs.y_hat)).shape == (2, 16, 24, 1)
+
+
+def test_full_generator_layout_follows_the_spec():
+    config = ModelConfig()
+    assert config.generator_channels == (960, 480, 240, 120, 60)
+    assert config.residual_blocks == 9 and config.latent_channels == 220
+    table = config.scale_table()
+    assert len(table) == 64
+    assert table[0] == pytest.approx(0.11) and table[-1] == pytest.approx(256.0)
+
+
+def test_training_pass_uses_straight_through_quantised_latent():
+    tf.keras.utils.set_random_seed(3)
+    model = HiFiC(model_preset("tiny")).build_weights()
+    images = tf.random.uniform([1, 64, 64, 3])
+    with tf.GradientTape() as tape:
+        outputs = model(images, training=True)
+        loss = tf.reduce_sum(outputs.y_hat)
+    gradients = tape.gradient(loss, model.encoder.trainable_variables)
+    # The identity gradient reaches the encoder through round().
+    assert all(g is not None for g in gradients)
+    assert float(tf.reduce_sum(tf.abs(gradients[-1]))) > 0
+
+
+def test_discriminator_is_spectrally_normalised_and_conditioned():
+    tf.keras.utils.set_random_seed(4)
+    config = model_preset("tiny")
+    discriminator = Discriminator(config)
+    image = tf.random.uniform([1, 64, 64, 3])
+    latent = tf.random.normal([1, 4, 4, config.latent_channels])
+    logits = discriminator((image, latent))
+    wrapped = [discriminator.condition, *discriminator.body, discriminator.logits]
+    assert all(isinstance(layer, tf.keras.layers.SpectralNormalization) for layer in wrapped)
+    assert all(layer.power_iterations == 1 for layer in wrapped)
+    assert not np.allclose(discriminator((image, latent + 1.0)).numpy(), logits.numpy())
+    with tf.GradientTape() as tape:
+        tape.watch(latent)
+        out = tf.reduce_sum(discriminator((image, latent)))
+    assert tape.gradient(out, latent) is None  # the condition is a stop-gradient
+
+
+def test_discriminator_initialisation_is_normal_002():
+    tf.keras.utils.set_random_seed(5)
+    config = ModelConfig()
+    discriminator = Discriminator(config)
+    discriminator((tf.zeros([1, 64, 64, 3]), tf.zeros([1, 4, 4, 220])))
+    kernel = discriminator.body[3].layer.kernel.numpy()
+    assert kernel.std() == pytest.approx(0.02, rel=0.05)
+    assert np.all(discriminator.body[3].layer.bias.numpy() == 0)
+
+
+@pytest.mark.parametrize("height,width", [(1, 1), (3, 70), (64, 64), (65, 130), (100, 37)])
+def test_reflect_padding(height, width, rng):
+    image = rng.integers(0, 255, size=(height, width, 2)).astype(np.float32)
+    padded = reflect_pad(tf.constant(image), 64).numpy()
+    target = (-(-height // 64) * 64, -(-width // 64) * 64)
+    assert padded.shape[:2] == target
+    np.testing.assert_array_equal(padded[:height, :width], image)
+    pad_h, pad_w = target[0] - height, target[1] - width
+    if pad_h < height and pad_w < width:  # NumPy's reflect needs the image to be larger
+        np.testing.assert_array_equal(
+            padded, np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="reflect"))
+    if height == 1 and width == 1:
+        assert np.all(padded == image[0, 0])
+
+
+def test_config_round_trips_through_json_and_rejects_bad_values():
+    config = model_preset("tiny")
+    assert ModelConfig.from_json(config.to_json()) == config
+    with pytest.raises(ValueError, match="encoder_channels"):
+        ModelConfig(encoder_channels=(8, 16))
+    with pytest.raises(ValueError, match="unknown model preset"):
+        model_preset("nope")
