@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 RESULTS = Path(__file__).resolve().parent / "results"
 SIZES = {"768x512": (512, 768), "2560x1600": (1600, 2560)}
@@ -30,9 +32,8 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _test_image(data: Path, name: str) -> "np.ndarray":  # noqa: F821
+def _test_image(data: Path, name: str) -> np.ndarray:
     """A real photo at the requested size: val768 for 768x512, a train crop for larger."""
-    import numpy as np
 
     from hific_tf.images import list_images, read_image
 

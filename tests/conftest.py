@@ -9,13 +9,13 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import numpy as np
+import pytest
+import tensorflow as tf
 
-from hific_tf.checkpoints import save_model  # noqa: E402
-from hific_tf.configs import model_preset  # noqa: E402
-from hific_tf.model import HiFiC  # noqa: E402
+from hific_tf.checkpoints import save_model
+from hific_tf.configs import model_preset
+from hific_tf.model import HiFiC
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data"
@@ -60,7 +60,8 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+def run_cli(*args: str, cwd: Path | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess:
     """Runs `hific-tf ARGS` in a fresh process, as a user would."""
     return subprocess.run(
         [sys.executable, "-m", "hific_tf.cli.main", *args], cwd=cwd or REPO,

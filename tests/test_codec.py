@@ -160,3 +160,16 @@ def test_codec_wrapper_returns_bytes_and_checks_its_input(tiny_model, rng):
         codec.compress(image.astype(np.float32))
     with pytest.raises(UserError, match="outside 1x1"):
         codec.compress(np.zeros((0, 5, 3), np.uint8))
+
+
+def test_damaged_image_files_give_one_clear_error(tmp_path, val768):
+    from hific_tf.errors import UserError
+
+    (tmp_path / "cut.png").write_bytes(val768[0].read_bytes()[:5000])
+    with pytest.raises(UserError, match="damaged or truncated"):
+        read_image(tmp_path / "cut.png")
+    (tmp_path / "notes.png").write_text("not an image")
+    with pytest.raises(UserError, match="is not an image file"):
+        read_image(tmp_path / "notes.png")
+    with pytest.raises(UserError, match="cannot read"):
+        read_image(tmp_path / "missing.png")

@@ -1,0 +1,178 @@
+"""The hific-tf command as a user runs it: files, folders, refusals and bad inputs."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hific_tf.codec import codec_from_model
+from hific_tf.images import read_image
+
+from conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+SENTINEL = b"existing output that must survive"
+
+
+def assert_one_clean_error(result, pattern: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1, result.stderr
+    assert pattern in errors[0], result.stderr
+
+
+def test_compress_and_decompress_one_file(tmp_path, tiny_checkpoint, tiny_model, val768):
+    source = tmp_path / "photo.png"
+    source.write_bytes(val768[0].read_bytes())
+    result = run_cli("compress", f"--model={tiny_checkpoint}", str(source))
+    assert result.returncode == 0, result.stderr
+    coded = tmp_path / "photo.hfc"
+    codec = codec_from_model(tiny_model)
+    assert coded.read_bytes() == codec.compress(read_image(source))
+    assert "bpp" in result.stderr
+    output = tmp_path / "decoded.png"
+    result = run_cli("decompress", f"--model={tiny_checkpoint}", str(coded),
+                     f"--output={output}")
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_array_equal(np.asarray(Image.open(output)),
+                                  codec.decompress(coded.read_bytes()))
+    assert not list(tmp_path.glob(".*.tmp"))  # no temporary files left behind
+
+    # Refuses to overwrite, and leaves the existing file as it was.
+    before = coded.read_bytes()
+    result = run_cli("compress", f"--model={tiny_checkpoint}", str(source))
+    assert_one_clean_error(result, "already exists; pass --overwrite")
+    assert coded.read_bytes() == before
+    result = run_cli("compress", f"--model={tiny_checkpoint}", "--overwrite", str(source))
+    assert result.returncode == 0, result.stderr
+
+
+def test_folders_with_progress(tmp_path, tiny_checkpoint, val768):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for path in val768[:3]:
+        (folder / path.name).write_bytes(path.read_bytes())
+    result = run_cli("compress", f"--model={tiny_checkpoint}", str(folder),
+                     f"--output={tmp_path / 'coded'}")
+    assert result.returncode == 0, result.stderr
+    assert "[3/3]" in result.stderr and "left)" in result.stderr
+    assert sorted(p.name for p in (tmp_path / "coded").iterdir()) == sorted(
+        p.stem + ".hfc" for p in val768[:3])
+    result = run_cli("decompress", f"--model={tiny_checkpoint}", str(tmp_path / "coded"),
+                     f"--output={tmp_path / 'decoded'}")
+    assert result.returncode == 0, result.stderr
+    for path in val768[:3]:
+        decoded = np.asarray(Image.open(tmp_path / "decoded" / f"{path.stem}.png"))
+        assert decoded.shape == read_image(path).shape
+
+
+def test_folder_input_needs_output(tmp_path, tiny_checkpoint):
+    result = run_cli("compress", f"--model={tiny_checkpoint}", str(tmp_path))
+    assert_one_clean_error(result, "--output is required")
+
+
+def test_bad_flag_and_missing_model_fail_cleanly(tmp_path):
+    result = run_cli("compress", "--no_such_flag", "x.png")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "no_such_flag" in result.stderr
+    image = tmp_path / "a.png"
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(image)
+    result = run_cli("compress", f"--model={tmp_path / 'nowhere'}", str(image))
+    assert_one_clean_error(result, "does not exist")
+    result = run_cli("compress", f"--model={tmp_path}", str(image))
+    assert_one_clean_error(result, "not a hific-tf checkpoint directory")
+
+
+def test_text_file_renamed_to_png(tmp_path, tiny_checkpoint):
+    fake = tmp_path / "notes.png"
+    fake.write_text("these are my notes, not an image\n")
+    started = time.monotonic()
+    result = run_cli("compress", f"--model={tiny_checkpoint}", str(fake))
+    assert time.monotonic() - started < 60
+    assert_one_clean_error(result, "is not an image file")
+    assert not (tmp_path / "notes.hfc").exists()
+
+
+def _bad_files(good: bytes, foreign: bytes) -> dict[str, bytes]:
+    """Every kind of bad file from the issue, by name."""
+    from test_bitstream import rebuild
+
+    bad = {f"truncated_{tenth}0pct": good[:len(good) * tenth // 10] for tenth in range(10)}
+    for position in (0, 4, 5, 22, 30, 37, len(good) // 2, len(good) - 1):
+        damaged = bytearray(good)
+        damaged[position] ^= 0x04
+        bad[f"flipped_byte_{position}"] = bytes(damaged)
+    bad["wrong_magic"] = rebuild(good, magic=b"GIF8")
+    bad["future_version"] = rebuild(good, version=7)
+    bad["other_weights"] = foreign
+    bad["huge_dimensions"] = rebuild(good, height=100_000, width=100_000)
+    return bad
+
+
+def test_every_bad_file_gives_one_line_and_overwrites_nothing(tmp_path, tiny_checkpoint,
+                                                             tiny_model):
+    from conftest import make_tiny_model
+
+    image = np.random.default_rng(9).integers(0, 256, size=(30, 40, 3), dtype=np.uint8)
+    good = tiny_model.compress(image).numpy()
+    other_model = make_tiny_model(seed=2)
+    foreign = other_model.compress(image).numpy()
+    inputs, outputs = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    outputs.mkdir()
+    bad = _bad_files(good, foreign)
+    for name, data in bad.items():
+        (inputs / f"{name}.hfc").write_bytes(data)
+        (outputs / f"{name}.png").write_bytes(SENTINEL)
+    started = time.monotonic()
+    result = run_cli("decompress", f"--model={tiny_checkpoint}", "--overwrite", str(inputs),
+                     f"--output={outputs}")
+    assert time.monotonic() - started < 60
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(lines) == len(bad) + 1  # one per file, then the count
+    assert f"{len(bad)} of {len(bad)} files failed" in lines[-1]
+    for name in bad:
+        assert sum(f"{name}.hfc" in line for line in lines) == 1, name
+        assert (outputs / f"{name}.png").read_bytes() == SENTINEL
+    expected = {"wrong_magic": "not a HiFiC compressed file",
+                "future_version": "unsupported format version 7",
+                "other_weights": "written by model",
+                "huge_dimensions": "100000x100000 in the header is out of range",
+                "truncated_50pct": "truncated", "flipped_byte_37": "checksum mismatch"}
+    for name, message in expected.items():
+        line = next(line for line in lines if f"{name}.hfc" in line)
+        assert message in line, line
+
+
+def test_single_bad_file_fails_within_seconds(tmp_path, tiny_checkpoint, tiny_model):
+    data = tiny_model.compress(np.zeros((8, 8, 3), np.uint8)).numpy()
+    path = tmp_path / "cut.hfc"
+    path.write_bytes(data[: len(data) // 2])
+    started = time.monotonic()
+    result = run_cli("decompress", f"--model={tiny_checkpoint}", str(path))
+    assert time.monotonic() - started < 60
+    assert_one_clean_error(result, "truncated")
+    assert not Path(tmp_path / "cut.png").exists()
+
+
+def test_demo_runs_the_pipeline_and_says_the_weights_are_untrained(tmp_path, val768):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for path in val768[:2]:
+        (folder / path.name).write_bytes(path.read_bytes())
+    result = run_cli("demo", f"--input={folder}", f"--output={tmp_path / 'demo'}")
+    assert result.returncode == 0, result.stderr
+    assert "UNTRAINED" in result.stdout
+    for sub in ("compressed", "reconstructed"):
+        assert len(list((tmp_path / "demo" / sub).iterdir())) == 2
+    assert (tmp_path / "demo" / "saved_model" / "saved_model.pb").is_file()
+    rows = (tmp_path / "demo" / "summary.csv").read_text().splitlines()
+    assert rows[0].startswith("image,width,height,bytes,bpp,psnr_db") and len(rows) == 3
