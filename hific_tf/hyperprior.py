@@ -22,6 +22,7 @@ class TrainingOutputs(NamedTuple):
     y_hat: tf.Tensor  # round(y - mu) + mu with identity gradient, for G and D
     y_bits: tf.Tensor  # per-image bits of y under uniform noise, shape [batch]
     z_bits: tf.Tensor  # per-image bits of z under uniform noise, shape [batch]
+    quantized_bits: tf.Tensor  # per-image bits of y and z rounded, no gradient, [batch]
 
 
 class Coded(NamedTuple):
@@ -59,6 +60,10 @@ class Hyperprior(tf.keras.layers.Layer):
             (math.log(config.scale_max) - self._log_scale_min) / max(config.num_scales - 1, 1))
         self._num_scales = config.num_scales
         self.z_model = self._z_model(compression=False)
+        # Rounds z without the median offset, whose search would cost every training step;
+        # used only for the rate control's quantised estimate.
+        self._z_rounding_model = tfc.ContinuousBatchedEntropyModel(
+            self.z_prior, coding_rank=3, compression=False, offset_heuristic=False)
         self.y_model = self._y_model(compression=False)
         self.z_coder: tfc.ContinuousBatchedEntropyModel | None = None
         self.y_coder: tfc.LocationScaleIndexedEntropyModel | None = None
@@ -91,7 +96,17 @@ class Hyperprior(tf.keras.layers.Layer):
         mean, index = self._mean_and_index(z_tilde)
         _, y_bits = self.y_model(y, index, loc=mean, training=training)
         y_hat = tfc.round_st(y - mean) + mean
-        return TrainingOutputs(y_hat=y_hat, y_bits=y_bits, z_bits=z_bits)
+        if training:
+            # The rate control compares the quantised estimate with the target.
+            y_stopped = tf.stop_gradient(y)
+            _, z_bits_rounded = self._z_rounding_model(tf.stop_gradient(z), training=False)
+            _, y_bits_rounded = self.y_model(y_stopped, tf.stop_gradient(index),
+                                             loc=tf.stop_gradient(mean), training=False)
+            quantized_bits = tf.stop_gradient(z_bits_rounded + y_bits_rounded)
+        else:
+            quantized_bits = y_bits + z_bits
+        return TrainingOutputs(y_hat=y_hat, y_bits=y_bits, z_bits=z_bits,
+                               quantized_bits=quantized_bits)
 
     @property
     def prepared(self) -> bool:

@@ -65,3 +65,53 @@ class ResidualBlock(tf.keras.layers.Layer):
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
         hidden = tf.nn.relu(self.norm_a(self.conv_a(inputs)))
         return inputs + self.norm_b(self.conv_b(hidden))
+
+
+class SpectralNormConv2D(tf.keras.layers.Layer):
+    """A conv whose kernel is divided by its largest singular value (Miyato et al. 2018).
+
+    The singular value comes from power iteration on the [k*k*in, out] kernel matrix with a
+    persistent vector u, advanced by `power_iterations` steps per training call; the
+    gradient flows through W / sigma with u and v held constant. The stored kernel stays
+    the raw, unnormalised one.
+    """
+
+    def __init__(self, filters: int, kernel_size: int, strides: int = 1,
+                 power_iterations: int = 1, stddev: float = 0.02, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.kernel_size = kernel_size
+        self.strides = strides
+        self.power_iterations = power_iterations
+        self.stddev = stddev
+
+    def build(self, input_shape: tf.TensorShape) -> None:
+        channels = int(input_shape[-1])
+        self.kernel = self.add_weight(
+            name="kernel", shape=[self.kernel_size, self.kernel_size, channels, self.filters],
+            initializer=tf.keras.initializers.RandomNormal(stddev=self.stddev))
+        self.bias = self.add_weight(name="bias", shape=[self.filters], initializer="zeros")
+        self.u = self.add_weight(
+            name="u", shape=[1, self.filters], trainable=False,
+            initializer=tf.keras.initializers.RandomNormal(stddev=1.0),
+            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        super().build(input_shape)
+
+    def normalized_kernel(self, training: bool) -> tf.Tensor:
+        """W / sigma(W), advancing the power iteration when training."""
+        matrix = tf.reshape(self.kernel, [-1, self.filters])
+        u = self.u
+        for _ in range(self.power_iterations if training else 0):
+            v = tf.math.l2_normalize(tf.matmul(u, matrix, transpose_b=True))
+            u = tf.math.l2_normalize(tf.matmul(v, matrix))
+        if training:
+            self.u.assign(u)
+        u = tf.stop_gradient(tf.convert_to_tensor(u))
+        v = tf.stop_gradient(tf.math.l2_normalize(tf.matmul(u, matrix, transpose_b=True)))
+        sigma = tf.squeeze(tf.matmul(tf.matmul(v, matrix), u, transpose_b=True))
+        return self.kernel / sigma
+
+    def call(self, inputs: tf.Tensor, training: bool = False) -> tf.Tensor:
+        kernel = tf.cast(self.normalized_kernel(bool(training)), inputs.dtype)
+        outputs = tf.nn.conv2d(inputs, kernel, strides=self.strides, padding="SAME")
+        return tf.nn.bias_add(outputs, tf.cast(self.bias, inputs.dtype))

@@ -26,6 +26,7 @@ class ForwardOutputs(NamedTuple):
     y_bits: tf.Tensor  # per-image noisy bits of y
     z_bits: tf.Tensor  # per-image noisy bits of z
     bpp: tf.Tensor  # per-image (y_bits + z_bits) / pixels
+    quantized_bpp: tf.Tensor  # per-image bpp of the rounded latents (rate control)
 
 
 class Latent(NamedTuple):
@@ -86,7 +87,8 @@ class HiFiC(tf.keras.Model):
         pixels = tf.cast(shape[1] * shape[2], latent.y_bits.dtype)
         return ForwardOutputs(
             reconstruction=reconstruction, y_hat=latent.y_hat, y_bits=latent.y_bits,
-            z_bits=latent.z_bits, bpp=(latent.y_bits + latent.z_bits) / pixels)
+            z_bits=latent.z_bits, bpp=(latent.y_bits + latent.z_bits) / pixels,
+            quantized_bpp=latent.quantized_bits / pixels)
 
     def prepare_for_coding(self) -> HiFiC:
         """Fixes the range-coding tables and the model identifier from the weights.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from hific_tf.configs import ModelConfig
-from hific_tf.layers import ChannelNorm, ResidualBlock, conv, conv_transpose
+from hific_tf.layers import ChannelNorm, ResidualBlock, SpectralNormConv2D, conv, conv_transpose
 
 
 class Encoder(tf.keras.Sequential):
@@ -47,16 +47,6 @@ class Generator(tf.keras.Model):
         return self.tail(head + hidden)
 
 
-def _spectral_conv(filters: int, kernel_size: int, strides: int) -> tf.keras.layers.Layer:
-    """A spectrally normalised (one power iteration) conv with N(0, 0.02) weights."""
-    return tf.keras.layers.SpectralNormalization(
-        tf.keras.layers.Conv2D(
-            filters, kernel_size, strides=strides, padding="same",
-            kernel_initializer=tf.keras.initializers.RandomNormal(stddev=0.02),
-            bias_initializer="zeros"),
-        power_iterations=1)
-
-
 class Discriminator(tf.keras.Model):
     """D: (image in [0, 1], y_hat) → one logit per patch at H/8 x W/8.
 
@@ -67,12 +57,12 @@ class Discriminator(tf.keras.Model):
     def __init__(self, config: ModelConfig, name: str = "discriminator") -> None:
         super().__init__(name=name)
         self.latent_stride = config.latent_stride
-        self.condition = _spectral_conv(config.discriminator_condition_channels, 3, 1)
+        self.condition = SpectralNormConv2D(config.discriminator_condition_channels, 3)
         self.body = [
-            _spectral_conv(width, 4, stride)
+            SpectralNormConv2D(width, 4, stride)
             for width, stride in zip(config.discriminator_channels, (2, 2, 2, 1), strict=True)
         ]
-        self.logits = _spectral_conv(1, 4, 1)
+        self.logits = SpectralNormConv2D(1, 4)
 
     def call(self, inputs: tuple[tf.Tensor, tf.Tensor], training: bool = False) -> tf.Tensor:
         image, latent = inputs

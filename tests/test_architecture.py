@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from hific_tf.configs import ModelConfig, model_preset
-from hific_tf.layers import ChannelNorm
+from hific_tf.layers import ChannelNorm, SpectralNormConv2D
 from hific_tf.model import HiFiC, reflect_pad
 from hific_tf.networks import Discriminator
 
@@ -155,7 +155,7 @@ def test_discriminator_is_spectrally_normalised_and_conditioned():
     latent = tf.random.normal([1, 4, 4, config.latent_channels])
     logits = discriminator((image, latent))
     wrapped = [discriminator.condition, *discriminator.body, discriminator.logits]
-    assert all(isinstance(layer, tf.keras.layers.SpectralNormalization) for layer in wrapped)
+    assert all(isinstance(layer, SpectralNormConv2D) for layer in wrapped)
     assert all(layer.power_iterations == 1 for layer in wrapped)
     assert not np.allclose(discriminator((image, latent + 1.0)).numpy(), logits.numpy())
     with tf.GradientTape() as tape:
@@ -169,9 +169,23 @@ def test_discriminator_initialisation_is_normal_002():
     config = ModelConfig()
     discriminator = Discriminator(config)
     discriminator((tf.zeros([1, 64, 64, 3]), tf.zeros([1, 4, 4, 220])))
-    kernel = discriminator.body[3].layer.kernel.numpy()
+    kernel = discriminator.body[3].kernel.numpy()
     assert kernel.std() == pytest.approx(0.02, rel=0.05)
-    assert np.all(discriminator.body[3].layer.bias.numpy() == 0)
+    assert np.all(discriminator.body[3].bias.numpy() == 0)
+
+
+def test_spectral_norm_divides_by_the_largest_singular_value(rng):
+    layer = SpectralNormConv2D(6, 3, power_iterations=1)
+    images = tf.constant(rng.normal(size=(1, 8, 8, 4)).astype(np.float32))
+    layer(images, training=True)
+    for _ in range(200):  # the persistent u converges across training calls
+        layer(images, training=True)
+    matrix = layer.kernel.numpy().reshape(-1, 6)
+    sigma = np.linalg.svd(matrix, compute_uv=False)[0]
+    np.testing.assert_allclose(layer.normalized_kernel(False).numpy(),
+                               layer.kernel.numpy() / sigma, rtol=1e-4)
+    expected = tf.nn.conv2d(images, layer.kernel / sigma, 1, "SAME").numpy()
+    np.testing.assert_allclose(layer(images).numpy(), expected, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("height,width", [(1, 1), (3, 70), (64, 64), (65, 130), (100, 37)])

@@ -14,6 +14,7 @@ COMMANDS = {
     "compress": "images → .hfc files",
     "decompress": ".hfc files → PNG images",
     "export": "checkpoint → SavedModel with compress/decompress signatures",
+    "train": "train a model from a preset (two-stage HiFiC recipe)",
     "demo": "the whole pipeline on a folder of photos",
 }
 

@@ -1,0 +1,78 @@
+"""hific-tf train --preset=NAME --run_dir=DIR [--data=...] [--<any recipe field>=VALUE]
+
+Every field of the training configuration (hific_tf/configs.py, TrainingConfig) is a flag
+that overrides the preset. A run directory resumes where it stopped; it is also a checkpoint
+directory that `hific-tf compress --model=DIR` accepts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from absl import flags
+
+from hific_tf.cli import common
+from hific_tf.configs import TRAINING_PRESETS, TrainingConfig, training_preset
+from hific_tf.errors import UserError
+
+_PRESET = flags.DEFINE_enum("preset", None, list(TRAINING_PRESETS), "Training preset.",
+                            required=True)
+_RUN_DIR = flags.DEFINE_string("run_dir", None, "Checkpoints, configuration and summaries "
+                               "(keep it outside the source tree, e.g. ~/runs/NAME).",
+                               required=True)
+_DATA = flags.DEFINE_list("data", ["../shared/data/photos/train"],
+                          "Folders or glob patterns of JPEG/PNG files or TFRecords.")
+_INIT_FROM = flags.DEFINE_string("init_from", None, "Stage-1 run directory to take E, G and "
+                                 "the hyperprior from (stage 2 only; D starts fresh).")
+_STRATEGY = flags.DEFINE_enum("strategy", "default", ["default", "mirrored",
+                                                      "multi_worker_mirrored", "tpu"],
+                              "tf.distribute strategy.")
+_TPU = flags.DEFINE_string("tpu", None, "TPU name or address for --strategy=tpu.")
+_CACHE = flags.DEFINE_bool("cache_decoded", False, "Keep decoded training images in memory "
+                           "(small data sets on CPU).")
+
+_FLAG_TYPES = {int: flags.DEFINE_integer, float: flags.DEFINE_float, str: flags.DEFINE_string}
+_OVERRIDES = {
+    field.name: _FLAG_TYPES[type(field.default)](
+        field.name, None, f"Override the preset's {field.name} (default {field.default!r}).")
+    for field in dataclasses.fields(TrainingConfig)
+}
+
+
+def resolve_config() -> TrainingConfig:
+    """The preset with every flag given on the command line applied."""
+    overrides = {name: flag.value for name, flag in _OVERRIDES.items()
+                 if flag.value is not None}
+    try:
+        return dataclasses.replace(training_preset(_PRESET.value), **overrides)
+    except ValueError as error:
+        raise UserError(f"bad training configuration: {error}") from None
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) > 1:
+        raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
+    config = resolve_config()
+    if config.k_p > 0:
+        raise UserError("k_p > 0 needs LPIPS weights (net-lin_alex_v0.1), which this "
+                        "version cannot load yet; pass --k_p=0 to train without LPIPS")
+    if _INIT_FROM.value and config.stage != "hific":
+        raise UserError("--init_from is for stage 2 (a hific-* preset)")
+    from hific_tf.data import training_dataset
+    from hific_tf.training import Trainer, environment_summary, make_strategy
+
+    strategy = make_strategy(_STRATEGY.value, _TPU.value)
+    trainer = Trainer(config, _RUN_DIR.value, strategy)
+    step = trainer.restore_or_initialize(_INIT_FROM.value)
+    print(f"{environment_summary()}; {strategy.num_replicas_in_sync} replica(s); "
+          f"{'resuming at' if step else 'starting at'} step {step} of {config.num_steps}",
+          flush=True)
+    dataset = training_dataset(_DATA.value, trainer.images_per_step(), config.crop_size,
+                               seed=config.seed, cache_decoded=_CACHE.value)
+    final = trainer.fit(dataset)
+    print(f"stopped at step {final}; checkpoints in {trainer.run_dir}", flush=True)
+    return 0
+
+
+def run(argv: list[str]) -> None:
+    common.run(main, argv)

@@ -1,0 +1,331 @@
+"""Training: the two-stage rate–distortion–perception recipe under a tf.distribute strategy.
+
+One tf.function step updates D on one part of the batch, then E, G and the hyperprior on the
+other (HIFIC_SPEC.md). Checkpoints, TensorBoard summaries, progress lines, resume, stage-2
+initialisation from stage 1 and a clean stop on SIGTERM/SIGINT or a non-finite loss.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import tensorflow as tf
+
+from hific_tf import losses
+from hific_tf.checkpoints import read_config, write_config
+from hific_tf.configs import TrainingConfig
+from hific_tf.errors import UserError
+from hific_tf.model import HiFiC
+from hific_tf.networks import Discriminator
+from hific_tf.progress import format_duration
+
+TRAIN_CONFIG_FILE = "train_config.json"
+STRATEGIES = ("default", "mirrored", "multi_worker_mirrored", "tpu")
+
+# (images, reconstructions), both [batch, H, W, 3] in [0, 1] → per-image loss [batch].
+PerceptualLoss = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
+
+
+class NonFiniteLossError(UserError):
+    """Training produced a NaN or infinite loss."""
+
+
+def make_strategy(name: str, tpu: str | None = None) -> tf.distribute.Strategy:
+    """The tf.distribute strategy named by --strategy."""
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker_mirrored":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or "")
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    raise UserError(f"unknown --strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True on the worker that owns the run directory (always, outside multi-worker)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return (resolver.task_type == "chief" or
+            (not has_chief and resolver.task_type == "worker" and resolver.task_id == 0))
+
+
+class Trainer:
+    """Owns the model, D, optimizers, step counter and checkpoints of one run directory."""
+
+    def __init__(self, config: TrainingConfig, run_dir: str | Path,
+                 strategy: tf.distribute.Strategy | None = None,
+                 perceptual_loss: PerceptualLoss | None = None) -> None:
+        if config.k_p > 0 and perceptual_loss is None:
+            raise UserError("k_p > 0 needs an LPIPS loss; pass one or set --k_p=0")
+        self.config = config
+        self.run_dir = Path(run_dir).expanduser()
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.perceptual_loss = perceptual_loss
+        if config.precision != "float32":
+            tf.keras.mixed_precision.set_global_policy(config.precision)
+        tf.keras.utils.set_random_seed(config.seed)
+        with self.strategy.scope():
+            self.model = HiFiC(config.model_config).build_weights()
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+            self.generator_optimizer = self._optimizer()
+            self.generator_optimizer.build(self.model.trainable_variables)
+            self.discriminator = None
+            self.discriminator_optimizer = None
+            trackables = {"model": self.model, "step": self.step,
+                          "generator_optimizer": self.generator_optimizer}
+            if config.uses_gan:
+                self.discriminator = Discriminator(config.model_config)
+                side = config.model_config.pad_multiple
+                latent_side = side // config.model_config.latent_stride
+                self.discriminator((tf.zeros([1, side, side, 3]),
+                                    tf.zeros([1, latent_side, latent_side,
+                                              config.model_config.latent_channels])))
+                self.discriminator_optimizer = self._optimizer()
+                self.discriminator_optimizer.build(self.discriminator.trainable_variables)
+                trackables.update(discriminator=self.discriminator,
+                                  discriminator_optimizer=self.discriminator_optimizer)
+        self.checkpoint = tf.train.Checkpoint(**trackables)
+        self.chief = is_chief(self.strategy)
+        # Non-chief workers of a multi-worker run save into scratch folders of their own.
+        checkpoint_dir = self.run_dir if self.chief else self.run_dir / ".workers" / str(
+            self.strategy.cluster_resolver.task_id)
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, str(checkpoint_dir), max_to_keep=config.keep_checkpoints)
+        self._stop_requested = False
+
+    def _optimizer(self) -> tf.keras.optimizers.Optimizer:
+        config = self.config
+
+        def scheduled_learning_rate() -> tf.Tensor:
+            return losses.learning_rate(self.step, config.learning_rate,
+                                        config.learning_rate_decay_step,
+                                        config.learning_rate_decay_factor)
+
+        optimizer = tf.keras.optimizers.Adam(
+            learning_rate=scheduled_learning_rate, beta_1=config.adam_beta_1,
+            beta_2=config.adam_beta_2, epsilon=config.adam_epsilon)
+        if config.precision == "mixed_float16":
+            optimizer = tf.keras.mixed_precision.LossScaleOptimizer(optimizer)
+        return optimizer
+
+    # ----------------------------------------------------------------- set-up and resume
+
+    def restore_or_initialize(self, init_from: str | Path | None = None) -> int:
+        """Resumes from the run directory, or starts fresh (optionally from stage 1).
+
+        Returns the step the run continues from.
+        """
+        saved_config = self.run_dir / TRAIN_CONFIG_FILE
+        latest = tf.train.latest_checkpoint(str(self.run_dir))
+        if latest is not None:
+            if saved_config.is_file():
+                previous = TrainingConfig.from_json(saved_config.read_text())
+                differences = self.config.recipe_differences(previous)
+                if differences:
+                    raise UserError(
+                        f"{self.run_dir} was trained with a different recipe (differs in: "
+                        f"{', '.join(differences)}); use a new --run_dir or the same flags")
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+        elif init_from is not None:
+            self._initialize_from_stage_one(Path(init_from).expanduser())
+        if self.chief:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            write_config(self.config.model_config, self.run_dir)
+            saved_config.write_text(self.config.to_json() + "\n")
+        return int(self.step.numpy())
+
+    def _initialize_from_stage_one(self, directory: Path) -> None:
+        """E, G and the hyperprior from a stage-1 run; D, optimizers and step stay fresh."""
+        if read_config(directory) != self.config.model_config:
+            raise UserError(f"{directory} holds a different architecture than --model="
+                            f"{self.config.model}")
+        latest = tf.train.latest_checkpoint(str(directory))
+        if latest is None:
+            raise UserError(f"{directory} has no checkpoint to initialise from")
+        status = tf.train.Checkpoint(model=self.model).restore(latest)
+        status.expect_partial().assert_existing_objects_matched()
+
+    # ----------------------------------------------------------------------- the step
+
+    def _generator_update(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
+        config = self.config
+        replica = tf.distribute.get_replica_context()
+        global_batch = config.batch_size
+        with tf.GradientTape() as tape:
+            outputs = self.model(images, training=True)
+            reconstruction = tf.cast(outputs.reconstruction, tf.float32)
+            batch_bpp = replica.all_reduce(
+                "sum", tf.reduce_sum(outputs.quantized_bpp)) / global_batch
+            rate_weight = losses.rate_weight(
+                self.step, batch_bpp, config.target_rate, config.lambda_a, config.lambda_b,
+                config.rate_warmup_steps, config.warmup_target_factor,
+                config.warmup_weight_factor)
+            mse = losses.mse_255(images, reconstruction)
+            per_image = rate_weight * outputs.bpp + config.k_m * mse
+            metrics = {"bpp_noisy": outputs.bpp, "bpp_quantized": outputs.quantized_bpp,
+                       "mse": mse, "psnr": 10.0 * tf.math.log(255.0**2 / mse) / math.log(10.0)}
+            if config.k_p > 0:
+                perceptual = self.perceptual_loss(images, reconstruction)
+                per_image += config.k_p * perceptual
+                metrics["lpips"] = perceptual
+            if config.uses_gan:
+                fake_logits = self.discriminator(
+                    (reconstruction, outputs.y_hat), training=True)
+                gan = losses.generator_gan_loss(tf.cast(fake_logits, tf.float32))
+                per_image += config.beta * gan
+                metrics["generator_gan"] = gan
+            loss = tf.nn.compute_average_loss(per_image, global_batch_size=global_batch)
+            scaled = self._scale(self.generator_optimizer, loss)
+        variables = self.model.trainable_variables
+        gradients = self._unscale(self.generator_optimizer,
+                                  tape.gradient(scaled, variables))
+        self.generator_optimizer.apply_gradients(zip(gradients, variables, strict=True))
+        metrics = {name: tf.reduce_mean(value) for name, value in metrics.items()}
+        metrics.update(loss_egp=loss * replica.num_replicas_in_sync, rate_weight=rate_weight,
+                       learning_rate=losses.learning_rate(
+                           self.step, config.learning_rate, config.learning_rate_decay_step,
+                           config.learning_rate_decay_factor))
+        return metrics
+
+    def _discriminator_update(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
+        outputs = self.model(images, training=True)
+        reconstruction = tf.stop_gradient(tf.cast(outputs.reconstruction, tf.float32))
+        latent = tf.stop_gradient(outputs.y_hat)
+        with tf.GradientTape() as tape:
+            real = tf.cast(self.discriminator((images, latent), training=True), tf.float32)
+            fake = tf.cast(self.discriminator((reconstruction, latent), training=True),
+                           tf.float32)
+            loss = tf.nn.compute_average_loss(losses.discriminator_loss(real, fake),
+                                              global_batch_size=self.config.batch_size)
+            scaled = self._scale(self.discriminator_optimizer, loss)
+        variables = self.discriminator.trainable_variables
+        gradients = self._unscale(self.discriminator_optimizer,
+                                  tape.gradient(scaled, variables))
+        self.discriminator_optimizer.apply_gradients(zip(gradients, variables, strict=True))
+        replicas = tf.distribute.get_replica_context().num_replicas_in_sync
+        return {"loss_d": loss * replicas,
+                "d_real": tf.reduce_mean(tf.sigmoid(real)),
+                "d_fake": tf.reduce_mean(tf.sigmoid(fake))}
+
+    @staticmethod
+    def _scale(optimizer: tf.keras.optimizers.Optimizer, loss: tf.Tensor) -> tf.Tensor:
+        if isinstance(optimizer, tf.keras.mixed_precision.LossScaleOptimizer):
+            return optimizer.get_scaled_loss(loss)
+        return loss
+
+    @staticmethod
+    def _unscale(optimizer: tf.keras.optimizers.Optimizer,
+                 gradients: list[tf.Tensor]) -> list[tf.Tensor]:
+        if isinstance(optimizer, tf.keras.mixed_precision.LossScaleOptimizer):
+            return optimizer.get_unscaled_gradients(gradients)
+        return gradients
+
+    def _replica_step(self, batch: tf.Tensor) -> dict[str, tf.Tensor]:
+        metrics = {}
+        if self.config.uses_gan:
+            parts = tf.split(batch, self.config.discriminator_steps + 1)
+            for part in parts[:-1]:
+                metrics.update(self._discriminator_update(part))
+            batch = parts[-1]
+        metrics.update(self._generator_update(batch))
+        return metrics
+
+    @tf.function
+    def train_step(self, iterator: Iterator) -> dict[str, tf.Tensor]:
+        """One training step on the next batch of `iterator`; returns mean metrics."""
+        per_replica = self.strategy.run(self._replica_step, args=(next(iterator),))
+        self.step.assign_add(1)
+        return {name: self.strategy.reduce("mean", value, axis=None)
+                for name, value in per_replica.items()}
+
+    def images_per_step(self) -> int:
+        """Global batch the data pipeline must deliver: one part for each update."""
+        parts = self.config.discriminator_steps + 1 if self.config.uses_gan else 1
+        return parts * self.config.batch_size
+
+    # ----------------------------------------------------------------------- the loop
+
+    def _request_stop(self, signum: int, _frame: object) -> None:
+        self._stop_requested = True
+        print(f"\nreceived {signal.Signals(signum).name}: saving a checkpoint after this "
+              "step", flush=True)
+
+    def save(self) -> str:
+        """Writes a checkpoint numbered by the step."""
+        return self.manager.save(checkpoint_number=int(self.step.numpy()))
+
+    def fit(self, dataset: tf.data.Dataset, log: Callable[[str], None] = print) -> int:
+        """Trains until `num_steps`, a stop signal, or a non-finite loss; returns the step."""
+        config = self.config
+        iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
+        writer = tf.summary.create_file_writer(
+            str(self.run_dir / "train")) if self.chief else tf.summary.create_noop_writer()
+        previous = {sig: signal.signal(sig, self._request_stop)
+                    for sig in (signal.SIGTERM, signal.SIGINT)}
+        start_step = int(self.step.numpy())
+        started = time.monotonic()
+        try:
+            while int(self.step.numpy()) < config.num_steps and not self._stop_requested:
+                metrics = {k: float(v) for k, v in self.train_step(iterator).items()}
+                step = int(self.step.numpy())
+                bad = [k for k, v in metrics.items() if not math.isfinite(v)]
+                if bad:
+                    last = self.manager.latest_checkpoint or "none yet"
+                    raise NonFiniteLossError(
+                        f"non-finite {', '.join(bad)} at step {step}; stopped without saving, "
+                        f"the last good checkpoint is {last}; lower --learning_rate or resume")
+                with writer.as_default(step=step):
+                    if step % config.summary_every == 0:
+                        for name, value in metrics.items():
+                            tf.summary.scalar(name, value)
+                    if step % config.image_every == 0:
+                        self._image_summary(dataset)
+                if step % config.log_every == 0 or step == config.num_steps:
+                    log(self._progress_line(step, start_step, started, metrics))
+                if step % config.checkpoint_every == 0:
+                    self.save()
+            if int(self.step.numpy()) > start_step:
+                self.save()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            writer.flush()
+            if not self.chief and tf.io.gfile.exists(self.manager.directory):
+                tf.io.gfile.rmtree(self.manager.directory)
+        return int(self.step.numpy())
+
+    def _progress_line(self, step: int, start_step: int, started: float,
+                       metrics: dict[str, float]) -> str:
+        elapsed = time.monotonic() - started
+        rate = (step - start_step) / elapsed if elapsed > 0 else 0.0
+        left = (self.config.num_steps - step) / rate if rate > 0 else float("nan")
+        shown = ["bpp_quantized", "loss_egp", "mse", "psnr", "generator_gan", "loss_d"]
+        values = "  ".join(f"{k} {metrics[k]:.4g}" for k in shown if k in metrics)
+        eta = format_duration(left) if math.isfinite(left) else "?"
+        return (f"step {step}/{self.config.num_steps}  {rate:.2f} steps/s  {eta} left  "
+                f"{values}")
+
+    def _image_summary(self, dataset: tf.data.Dataset) -> None:
+        images = next(iter(dataset.take(1)))[: self.config.batch_size]
+        reconstruction = self.model(images, training=False).reconstruction
+        tf.summary.image("original_reconstruction",
+                         tf.clip_by_value(tf.concat([images, reconstruction], axis=2), 0, 1),
+                         max_outputs=4)
+
+
+def environment_summary() -> str:
+    """One line on where training runs, for the log."""
+    devices = [d.device_type for d in tf.config.list_logical_devices()]
+    return f"TensorFlow {tf.__version__} on {', '.join(devices)} ({os.cpu_count()} CPUs)"

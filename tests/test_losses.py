@@ -1,0 +1,90 @@
+"""Loss arithmetic and schedules against hand-computed values."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from hific_tf import losses
+from hific_tf.configs import TrainingConfig, training_preset
+
+LO = dict(target=0.14, lambda_a=2.0, lambda_b=2.0**-6, warmup_steps=50_000,
+          warmup_target_factor=0.20 / 0.14, warmup_weight_factor=0.5)
+
+
+def weight(step: int, bpp: float) -> float:
+    return float(losses.rate_weight(tf.constant(step, tf.int64), tf.constant(bpp), **LO))
+
+
+def test_lambda_switches_at_the_target_after_warmup():
+    assert weight(60_000, 0.1401) == 2.0
+    assert weight(60_000, 0.1399) == 2.0**-6
+    assert weight(60_000, 0.14) == 2.0**-6  # "above" is strict
+
+
+def test_warmup_halves_the_weight_and_raises_the_target_until_50k():
+    # During warm-up the target is 0.20, so 0.19 bpp is below it.
+    assert weight(0, 0.19) == 0.5 * 2.0**-6
+    assert weight(49_999, 0.19) == 0.5 * 2.0**-6
+    assert weight(49_999, 0.2001) == 0.5 * 2.0
+    assert weight(50_000, 0.19) == 2.0  # warm-up over: 0.19 > 0.14
+    target = losses.target_rate(tf.constant(49_999, tf.int64), 0.30, 50_000, 0.20 / 0.14)
+    assert float(target) == pytest.approx(0.30 * 0.20 / 0.14)
+    assert float(losses.target_rate(tf.constant(50_000, tf.int64), 0.30, 50_000,
+                                    0.20 / 0.14)) == pytest.approx(0.30)
+
+
+def test_learning_rate_drops_tenfold_at_500k():
+    def rate(step: int) -> float:
+        return float(losses.learning_rate(tf.constant(step, tf.int64), 1e-4, 500_000, 0.1))
+
+    assert rate(0) == pytest.approx(1e-4)
+    assert rate(499_999) == pytest.approx(1e-4)
+    assert rate(500_000) == pytest.approx(1e-5)
+
+
+def test_mse_is_on_the_255_scale():
+    images = tf.fill([2, 4, 4, 3], 0.5)
+    shifted = images + tf.constant([1.0, 2.0])[:, None, None, None] / 255.0
+    np.testing.assert_allclose(losses.mse_255(images, shifted).numpy(), [1.0, 4.0], rtol=1e-4)
+
+
+def test_gan_losses_are_the_non_saturating_forms_without_smoothing():
+    real = np.array([[2.0, -1.0]], np.float32).reshape(1, 1, 2, 1)
+    fake = np.array([[0.5, -3.0]], np.float32).reshape(1, 1, 2, 1)
+
+    def d(logit):
+        return 1 / (1 + math.exp(-logit))
+
+    expected_d = np.mean([-math.log(d(r)) - math.log(1 - d(f))
+                          for r, f in zip(real.ravel(), fake.ravel(), strict=True)])
+    expected_g = np.mean([-math.log(d(f)) for f in fake.ravel()])
+    assert float(losses.discriminator_loss(tf.constant(real), tf.constant(fake))[0]) == \
+        pytest.approx(expected_d, rel=1e-6)
+    assert float(losses.generator_gan_loss(tf.constant(fake))[0]) == \
+        pytest.approx(expected_g, rel=1e-6)
+
+
+def test_paper_presets_follow_the_spec():
+    lo, mi, hi = (training_preset(f"hific-{x}") for x in ("lo", "mi", "hi"))
+    assert (lo.target_rate, mi.target_rate, hi.target_rate) == (0.14, 0.30, 0.45)
+    assert (lo.lambda_a, mi.lambda_a, hi.lambda_a) == (2.0, 1.0, 0.5)
+    assert lo.lambda_b == 2.0**-6
+    assert lo.k_m == pytest.approx(0.075 / 32) and lo.k_p == 1.0 and lo.beta == 0.15
+    assert (lo.batch_size, lo.crop_size, lo.learning_rate) == (8, 256, 1e-4)
+    assert (lo.adam_beta_1, lo.adam_beta_2, lo.adam_epsilon) == (0.9, 0.999, 1e-8)
+    assert lo.rate_warmup_steps == 50_000 and lo.learning_rate_decay_step == 500_000
+    assert training_preset("mselpips-lo").stage == "mselpips"
+    assert not training_preset("mselpips-lo").uses_gan and lo.uses_gan
+
+
+def test_resume_check_ignores_operational_fields():
+    a = training_preset("tiny-hific")
+    assert a.recipe_differences(dataclasses.replace(a, num_steps=5, log_every=1)) == []
+    assert a.recipe_differences(dataclasses.replace(a, beta=0.3)) == ["beta"]
+    with pytest.raises(ValueError, match="crop_size"):
+        TrainingConfig(crop_size=100)

@@ -1,0 +1,238 @@
+"""Training on the CPU: loss and rate fall, resume, stage 2 from stage 1, clean stops."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from hific_tf.configs import TrainingConfig, training_preset
+from hific_tf.data import training_dataset
+from hific_tf.training import NonFiniteLossError, Trainer
+
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def small(preset: str, **overrides) -> TrainingConfig:
+    """A tiny-model recipe at 64x64 crops for fast steps."""
+    settings = dict(crop_size=64, batch_size=2, log_every=1000, summary_every=1,
+                    image_every=1000, checkpoint_every=1000)
+    settings.update(overrides)
+    return dataclasses.replace(training_preset(preset), **settings)
+
+
+@pytest.fixture(scope="module")
+def train_folder(data_dir):
+    return str(data_dir / "photos" / "train")
+
+
+def dataset_for(trainer: Trainer, folder: str):
+    return training_dataset([folder], trainer.images_per_step(), trainer.config.crop_size,
+                            seed=trainer.config.seed, cache_decoded=True)
+
+
+def weights(module: tf.Module) -> list[np.ndarray]:
+    return [v.numpy() for v in module.trainable_variables]
+
+
+def test_loss_falls_and_rate_moves_towards_the_target(tmp_path, train_folder):
+    config = small("tiny-mselpips", num_steps=40, batch_size=4, crop_size=64)
+    trainer = Trainer(config, tmp_path / "run")
+    trainer.restore_or_initialize()
+    history = []
+    original = trainer.train_step
+
+    def recording_step(iterator):
+        metrics = original(iterator)
+        history.append({k: float(v) for k, v in metrics.items()})
+        return metrics
+
+    trainer.train_step = recording_step
+    lines = []
+    trainer.fit(dataset_for(trainer, train_folder), log=lines.append)
+    first, last = history[:5], history[-5:]
+    loss_before = np.mean([h["loss_egp"] for h in first])
+    loss_after = np.mean([h["loss_egp"] for h in last])
+    bpp_before = np.mean([h["bpp_quantized"] for h in first])
+    bpp_after = np.mean([h["bpp_quantized"] for h in last])
+    assert bpp_before > 3 * config.target_rate  # it starts far above the target
+    assert loss_after < 0.8 * loss_before
+    assert abs(bpp_after - config.target_rate) < 0.5 * abs(bpp_before - config.target_rate)
+    assert lines and "steps/s" in lines[-1] and "left" in lines[-1]
+    assert list((tmp_path / "run" / "train").glob("events.out.tfevents.*"))
+    assert tf.train.latest_checkpoint(str(tmp_path / "run")).endswith("ckpt-40")
+    saved = json.loads((tmp_path / "run" / "train_config.json").read_text())
+    assert saved["num_steps"] == 40 and saved["model"] == "tiny"
+
+
+def test_resume_continues_at_step_k_with_the_saved_weights(tmp_path, train_folder):
+    config = small("tiny-hific", num_steps=4, checkpoint_every=1, keep_checkpoints=10)
+    uninterrupted = Trainer(config, tmp_path / "a")
+    uninterrupted.restore_or_initialize()
+    uninterrupted.fit(dataset_for(uninterrupted, train_folder))
+
+    first = Trainer(dataclasses.replace(config, num_steps=3), tmp_path / "b")
+    first.restore_or_initialize()
+    first.fit(dataset_for(first, train_folder))
+    resumed = Trainer(config, tmp_path / "b")
+    assert resumed.restore_or_initialize() == 3
+    assert int(resumed.generator_optimizer.iterations.numpy()) == 3
+
+    reference = Trainer(config, tmp_path / "a")
+    reference.checkpoint.restore(str(tmp_path / "a" / "ckpt-3"))
+    # The weights at step K are exactly those of the uninterrupted run.
+    for got, want in zip(weights(resumed.model), weights(reference.model), strict=True):
+        np.testing.assert_array_equal(got, want)
+    for got, want in zip(weights(resumed.discriminator), weights(reference.discriminator),
+                         strict=True):
+        np.testing.assert_array_equal(got, want)
+
+    resumed.fit(dataset_for(resumed, train_folder))
+    assert int(resumed.step.numpy()) == 4
+    reference.checkpoint.restore(str(tmp_path / "a" / "ckpt-4"))
+    # The next step draws fresh quantisation noise and crops (TensorFlow's stateful random
+    # ops restart with the process), so it matches within what one Adam step can move a
+    # weight: 2 x learning rate.
+    tolerance = 2 * config.learning_rate
+    for got, want in zip(weights(resumed.model), weights(reference.model), strict=True):
+        assert np.max(np.abs(got - want)) <= tolerance
+
+
+def test_resume_refuses_a_changed_recipe(tmp_path, train_folder):
+    config = small("tiny-mselpips", num_steps=1)
+    trainer = Trainer(config, tmp_path / "run")
+    trainer.restore_or_initialize()
+    trainer.fit(dataset_for(trainer, train_folder))
+    from hific_tf.errors import UserError
+
+    with pytest.raises(UserError, match="differs in: target_rate"):
+        Trainer(dataclasses.replace(config, target_rate=0.3),
+                tmp_path / "run").restore_or_initialize()
+
+
+def test_stage_two_takes_e_g_p_from_stage_one_and_a_fresh_d(tmp_path, train_folder):
+    stage_one = Trainer(small("tiny-mselpips", num_steps=3), tmp_path / "stage1")
+    stage_one.restore_or_initialize()
+    stage_one.fit(dataset_for(stage_one, train_folder))
+
+    config = small("tiny-hific", num_steps=2)
+    stage_two = Trainer(config, tmp_path / "stage2")
+    assert stage_two.restore_or_initialize(init_from=tmp_path / "stage1") == 0
+    for got, want in zip(weights(stage_two.model), weights(stage_one.model), strict=True):
+        np.testing.assert_array_equal(got, want)
+    fresh = Trainer(config, tmp_path / "fresh")  # same seed, nothing restored
+    for got, want in zip(weights(stage_two.discriminator), weights(fresh.discriminator),
+                         strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert int(stage_two.generator_optimizer.iterations.numpy()) == 0
+    assert int(stage_two.discriminator_optimizer.iterations.numpy()) == 0
+    stage_two.fit(dataset_for(stage_two, train_folder))
+    assert int(stage_two.step.numpy()) == 2
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, train_folder):
+    config = small("tiny-mselpips", num_steps=10, checkpoint_every=1, k_p=1.0)
+    holder = {}
+
+    def poisoned_perceptual(images, reconstructions):
+        # Finite for two steps, then NaN: a loss that blows up mid-run.
+        step = holder["trainer"].step
+        return tf.where(step >= 2, math.nan, 0.0) * tf.ones([tf.shape(images)[0]])
+
+    trainer = Trainer(config, tmp_path / "run", perceptual_loss=poisoned_perceptual)
+    holder["trainer"] = trainer
+    trainer.restore_or_initialize()
+    with pytest.raises(NonFiniteLossError, match=r"non-finite .* at step 3.*ckpt-2"):
+        trainer.fit(dataset_for(trainer, train_folder))
+    restored = Trainer(config, tmp_path / "run", perceptual_loss=poisoned_perceptual)
+    assert restored.restore_or_initialize() == 2
+    assert all(np.all(np.isfinite(w)) for w in weights(restored.model))
+
+
+def test_lpips_weight_without_lpips_stops_at_start_up(tmp_path):
+    from conftest import run_cli
+
+    result = run_cli("train", "--preset=mselpips-lo", f"--run_dir={tmp_path / 'run'}")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "net-lin_alex_v0.1" in result.stderr and "--k_p=0" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_command_runs_and_its_run_directory_compresses(tmp_path, data_dir):
+    from conftest import run_cli
+
+    run = tmp_path / "run"
+    result = run_cli("train", "--preset=tiny-mselpips", f"--run_dir={run}", "--num_steps=3",
+                     "--crop_size=64", "--batch_size=2", "--log_every=1", "--cache_decoded",
+                     f"--data={data_dir / 'photos' / 'train'}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "step 3/3" in result.stdout and "steps/s" in result.stdout
+    photo = data_dir / "photos" / "val768" / "mate_Aqua.png"
+    result = run_cli("compress", f"--model={run}", str(photo),
+                     f"--output={tmp_path / 'aqua.hfc'}")
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+WORKER = textwrap.dedent("""
+    import dataclasses, hashlib, json, os, sys
+    index, ports, run_dir, data = int(sys.argv[1]), sys.argv[2].split(","), sys.argv[3], sys.argv[4]
+    os.environ["TF_CONFIG"] = json.dumps({
+        "cluster": {"worker": [f"localhost:{p}" for p in ports]},
+        "task": {"type": "worker", "index": index}})
+    import tensorflow as tf
+    from hific_tf.configs import training_preset
+    from hific_tf.data import training_dataset
+    from hific_tf.training import Trainer
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    config = dataclasses.replace(training_preset("tiny-hific"), crop_size=64, batch_size=4,
+                                 num_steps=3, log_every=1000, image_every=1000)
+    trainer = Trainer(config, run_dir, strategy)
+    trainer.restore_or_initialize()
+    trainer.fit(training_dataset([data], trainer.images_per_step(), 64, seed=0,
+                                 cache_decoded=True))
+    digest = hashlib.sha256()
+    for variable in trainer.model.variables + trainer.discriminator.trainable_variables:
+        digest.update(variable.numpy().tobytes())
+    print("STEP", int(trainer.step.numpy()), "WEIGHTS", digest.hexdigest())
+""")
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_multi_worker_mirrored_two_workers_end_with_identical_weights(tmp_path, train_folder):
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    ports = ",".join(map(str, _free_ports(2)))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    workers = [subprocess.Popen(
+        [sys.executable, str(script), str(i), ports, str(tmp_path / "run"), train_folder],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for i in range(2)]
+    outputs = []
+    for worker in workers:
+        stdout, stderr = worker.communicate(timeout=600)
+        assert worker.returncode == 0, stderr[-3000:]
+        outputs.append(next(line for line in stdout.splitlines() if line.startswith("STEP")))
+    assert outputs[0] == outputs[1]
+    assert outputs[0].startswith("STEP 3 ")
+    assert tf.train.latest_checkpoint(str(tmp_path / "run")).endswith("ckpt-3")
+    assert not (tmp_path / "run" / ".workers" / "1").exists()
