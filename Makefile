@@ -26,6 +26,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/codec_speed.py
+	$(BIN)/python benchmarks/train_step.py
 
 clean:
 	rm -rf out .pytest_cache .ruff_cache build *.egg-info

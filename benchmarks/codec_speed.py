@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -22,14 +20,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import machine, peak_rss_mib
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 RESULTS = Path(__file__).resolve().parent / "results"
 SIZES = {"768x512": (512, 768), "2560x1600": (1600, 2560)}
-
-
-def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _test_image(data: Path, name: str) -> np.ndarray:
@@ -60,7 +55,7 @@ def worker(operation: str, size: str, data: Path, coded: Path, repeats: int) -> 
     model = HiFiC(model_preset("hific")).prepare_for_coding()
     # Trace both functions on a small image so that tracing is not timed.
     model.decompress(model.compress(image[:64, :64]))
-    baseline = _peak_rss_mib()
+    baseline = peak_rss_mib()
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
@@ -73,26 +68,9 @@ def worker(operation: str, size: str, data: Path, coded: Path, repeats: int) -> 
         coded.write_bytes(result)
     return {"operation": operation, "size": size, "seconds": times,
             "median_seconds": statistics.median(times),
-            "peak_rss_mib": _peak_rss_mib(), "rss_after_model_and_tracing_mib": baseline,
+            "peak_rss_mib": peak_rss_mib(), "rss_after_model_and_tracing_mib": baseline,
             "bytes": coded.stat().st_size,
             "bpp": 8 * coded.stat().st_size / (image.shape[0] * image.shape[1])}
-
-
-def machine() -> dict:
-    """What the figures were measured on."""
-    model_name = "unknown"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                model_name = line.split(":", 1)[1].strip()
-                break
-    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    import tensorflow as tf
-
-    return {"cpu": model_name, "cores": os.cpu_count(), "memory_gib": round(memory_gib, 1),
-            "platform": platform.platform(), "python": platform.python_version(),
-            "tensorflow": tf.__version__, "gpu": bool(tf.config.list_physical_devices("GPU"))}
 
 
 def plot(results: list[dict], path: Path) -> None:

@@ -7,24 +7,28 @@ initialisation from stage 1 and a clean stop on SIGTERM/SIGINT or a non-finite l
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 
 from hific_tf import losses
 from hific_tf.checkpoints import read_config, write_config
 from hific_tf.configs import TrainingConfig
 from hific_tf.errors import UserError
-from hific_tf.model import HiFiC
+from hific_tf.metrics import psnr
+from hific_tf.model import HiFiC, reflect_pad, to_uint8
 from hific_tf.networks import Discriminator
 from hific_tf.progress import format_duration
 
 TRAIN_CONFIG_FILE = "train_config.json"
+VALIDATION_FILE = "validation.jsonl"
 STRATEGIES = ("default", "mirrored", "multi_worker_mirrored", "tpu")
 
 # (images, reconstructions), both [batch, H, W, 3] in [0, 1] → per-image loss [batch].
@@ -266,12 +270,51 @@ class Trainer:
         """Writes a checkpoint numbered by the step."""
         return self.manager.save(checkpoint_number=int(self.step.numpy()))
 
-    def fit(self, dataset: tf.data.Dataset, log: Callable[[str], None] = print) -> int:
-        """Trains until `num_steps`, a stop signal, or a non-finite loss; returns the step."""
+    @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)])
+    def _validation_pass(self, photo: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Estimated bits and the uint8 reconstruction of one whole photo."""
+        height, width = tf.shape(photo)[0], tf.shape(photo)[1]
+        padded = reflect_pad(tf.cast(photo, tf.float32) / 255.0,
+                             self.config.model_config.pad_multiple)
+        outputs = self.model(padded[tf.newaxis], training=False)
+        pixels = tf.cast(tf.reduce_prod(tf.shape(padded)[:2]), tf.float32)
+        reconstruction = to_uint8(outputs.reconstruction[0, :height, :width])
+        return outputs.quantized_bpp[0] * pixels, reconstruction
+
+    def validate(self, photos: Sequence[np.ndarray]) -> dict[str, float]:
+        """Mean bpp (the model's estimate for the rounded latents) and PSNR on whole photos,
+        to notice a run that gets worse on images it has not seen."""
+        bpps, psnrs = [], []
+        for photo in photos:
+            bits, reconstruction = self._validation_pass(tf.constant(photo))
+            bpps.append(float(bits) / (photo.shape[0] * photo.shape[1]))
+            psnrs.append(float(psnr(photo, reconstruction)))
+        return {"bpp": float(np.mean(bpps)), "psnr": float(np.mean(psnrs))}
+
+    def _record_validation(self, step: int, photos: Sequence[np.ndarray],
+                           log: Callable[[str], None]) -> None:
+        result = self.validate(photos)
+        log(f"validation at step {step}: {result['bpp']:.4f} bpp, {result['psnr']:.2f} dB "
+            f"PSNR on {len(photos)} photos")
+        if self.chief:
+            with self._validation_writer.as_default(step=step):
+                for name, value in result.items():
+                    tf.summary.scalar(name, value)
+            with (self.run_dir / VALIDATION_FILE).open("a") as stream:
+                stream.write(json.dumps({"step": step, **result}) + "\n")
+
+    def fit(self, dataset: tf.data.Dataset, log: Callable[[str], None] = print,
+            validation_photos: Sequence[np.ndarray] = ()) -> int:
+        """Trains until `num_steps`, a stop signal, or a non-finite loss; returns the step.
+
+        `validation_photos` (uint8 RGB) are evaluated every `validate_every` steps.
+        """
         config = self.config
         iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
         writer = tf.summary.create_file_writer(
             str(self.run_dir / "train")) if self.chief else tf.summary.create_noop_writer()
+        self._validation_writer = tf.summary.create_file_writer(
+            str(self.run_dir / "validation")) if self.chief else writer
         previous = {sig: signal.signal(sig, self._request_stop)
                     for sig in (signal.SIGTERM, signal.SIGINT)}
         start_step = int(self.step.numpy())
@@ -294,6 +337,8 @@ class Trainer:
                         self._image_summary(dataset)
                 if step % config.log_every == 0 or step == config.num_steps:
                     log(self._progress_line(step, start_step, started, metrics))
+                if validation_photos and step % config.validate_every == 0:
+                    self._record_validation(step, validation_photos, log)
                 if step % config.checkpoint_every == 0:
                     self.save()
             if int(self.step.numpy()) > start_step:

@@ -236,3 +236,28 @@ def test_multi_worker_mirrored_two_workers_end_with_identical_weights(tmp_path, 
     assert outputs[0].startswith("STEP 3 ")
     assert tf.train.latest_checkpoint(str(tmp_path / "run")).endswith("ckpt-3")
     assert not (tmp_path / "run" / ".workers" / "1").exists()
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path, train_folder):
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hific_tf.cli.main", "train", "--preset=tiny-mselpips",
+         f"--run_dir={run}", "--num_steps=100000", "--crop_size=64", "--batch_size=2",
+         "--log_every=1", "--checkpoint_every=100000", "--cache_decoded",
+         f"--data={train_folder}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"})
+    deadline = time.monotonic() + 300
+    for line in process.stdout:
+        if line.startswith("step 3/") or time.monotonic() > deadline:
+            break
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr[-2000:]
+    assert "received SIGTERM" in stdout
+    stopped = int(stdout.split("stopped at step ")[1].split(";")[0])
+    assert stopped >= 3
+    assert tf.train.latest_checkpoint(str(run)).endswith(f"ckpt-{stopped}")

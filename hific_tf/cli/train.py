@@ -22,6 +22,9 @@ _RUN_DIR = flags.DEFINE_string("run_dir", None, "Checkpoints, configuration and 
                                required=True)
 _DATA = flags.DEFINE_list("data", ["../shared/data/photos/train"],
                           "Folders or glob patterns of JPEG/PNG files or TFRecords.")
+_VALIDATION = flags.DEFINE_string(
+    "validation_data", None, "Folder of photos to evaluate every --validate_every steps "
+    "(bpp and PSNR on whole images, never trained on), e.g. ../shared/data/photos/val768.")
 _INIT_FROM = flags.DEFINE_string("init_from", None, "Stage-1 run directory to take E, G and "
                                  "the hyperprior from (stage 2 only; D starts fresh).")
 _STRATEGY = flags.DEFINE_enum("strategy", "default", ["default", "mirrored",
@@ -69,7 +72,14 @@ def main(argv: list[str]) -> int:
           flush=True)
     dataset = training_dataset(_DATA.value, trainer.images_per_step(), config.crop_size,
                                seed=config.seed, cache_decoded=_CACHE.value)
-    final = trainer.fit(dataset)
+    photos = []
+    if _VALIDATION.value:
+        from hific_tf.images import list_images, read_image
+
+        photos = [read_image(path) for path in list_images(_VALIDATION.value)]
+        if not photos:
+            raise UserError(f"--validation_data={_VALIDATION.value} holds no images")
+    final = trainer.fit(dataset, validation_photos=photos)
     print(f"stopped at step {final}; checkpoints in {trainer.run_dir}", flush=True)
     return 0
 
