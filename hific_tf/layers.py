@@ -98,18 +98,20 @@ class SpectralNormConv2D(tf.keras.layers.Layer):
         super().build(input_shape)
 
     def normalized_kernel(self, training: bool) -> tf.Tensor:
-        """W / sigma(W), advancing the power iteration when training."""
-        matrix = tf.reshape(self.kernel, [-1, self.filters])
-        u = self.u
+        """W / sigma(W) in float32, advancing the power iteration when training."""
+        # float32 even under a mixed-precision policy, which would autocast the reads.
+        kernel = tf.cast(self.kernel, tf.float32)
+        matrix = tf.reshape(kernel, [-1, self.filters])
+        u = tf.cast(self.u, tf.float32)
         for _ in range(self.power_iterations if training else 0):
             v = tf.math.l2_normalize(tf.matmul(u, matrix, transpose_b=True))
             u = tf.math.l2_normalize(tf.matmul(v, matrix))
         if training:
             self.u.assign(u)
-        u = tf.stop_gradient(tf.convert_to_tensor(u))
+        u = tf.stop_gradient(u)
         v = tf.stop_gradient(tf.math.l2_normalize(tf.matmul(u, matrix, transpose_b=True)))
         sigma = tf.squeeze(tf.matmul(tf.matmul(v, matrix), u, transpose_b=True))
-        return self.kernel / sigma
+        return kernel / sigma
 
     def call(self, inputs: tf.Tensor, training: bool = False) -> tf.Tensor:
         kernel = tf.cast(self.normalized_kernel(bool(training)), inputs.dtype)

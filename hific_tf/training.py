@@ -77,8 +77,8 @@ class Trainer:
         self.run_dir = Path(run_dir).expanduser()
         self.strategy = strategy or tf.distribute.get_strategy()
         self.perceptual_loss = perceptual_loss
-        if config.precision != "float32":
-            tf.keras.mixed_precision.set_global_policy(config.precision)
+        # Process-wide in Keras: the model and D are built under it.
+        tf.keras.mixed_precision.set_global_policy(config.precision)
         tf.keras.utils.set_random_seed(config.seed)
         with self.strategy.scope():
             self.model = HiFiC(config.model_config).build_weights()

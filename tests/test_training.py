@@ -184,6 +184,18 @@ def test_train_command_runs_and_its_run_directory_compresses(tmp_path, data_dir)
     assert result.returncode == 0, result.stderr[-2000:]
 
 
+@pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_trains(tmp_path, train_folder, precision):
+    from conftest import run_cli
+
+    result = run_cli("train", "--preset=tiny-hific", f"--run_dir={tmp_path / 'run'}",
+                     "--num_steps=2", "--crop_size=64", "--batch_size=2", "--log_every=1",
+                     f"--precision={precision}", "--cache_decoded", f"--data={train_folder}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    line = next(x for x in result.stdout.splitlines() if x.startswith("step 2/2"))
+    assert "nan" not in line and "loss_d" in line
+
+
 WORKER = textwrap.dedent("""
     import dataclasses, hashlib, json, os, sys
     index, ports, run_dir, data = int(sys.argv[1]), sys.argv[2].split(","), sys.argv[3], sys.argv[4]
