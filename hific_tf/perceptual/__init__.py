@@ -1,0 +1,1 @@
+"""Perceptual networks and no-reference metrics: LPIPS, Inception features, NIQE."""
