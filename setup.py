@@ -13,6 +13,7 @@ setup(
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["hific_tf", "hific_tf.*"]),
     include_package_data=True,
+    package_data={"hific_tf.perceptual": ["data/*.mat", "data/*.txt"]},
     install_requires=[
         "tensorflow==2.14.1",
         "tensorflow-compression==2.14.1",
@@ -25,6 +26,6 @@ setup(
         "pillow>=10.0",
         "matplotlib>=3.8",
     ],
-    extras_require={"test": ["pytest>=7.4", "ruff>=0.4"]},
+    extras_require={"test": ["pytest>=7.4", "ruff>=0.4", "scikit-video==1.1.11"]},
     entry_points={"console_scripts": ["hific-tf=hific_tf.cli.main:main"]},
 )
