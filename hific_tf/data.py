@@ -66,6 +66,15 @@ def _decode(encoded: tf.Tensor) -> tf.Tensor:
     return image
 
 
+def shrink_to_short_side(image: tf.Tensor, short_side: int) -> tf.Tensor:
+    """Downscales (antialiased) so the short side is `short_side`; smaller images pass."""
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    factor = tf.minimum(1.0, short_side / tf.reduce_min(shape))
+    size = tf.cast(tf.round(shape * factor), tf.int32)
+    resized = tf.image.resize(image, size, method="area", antialias=True)
+    return tf.cast(tf.round(tf.clip_by_value(resized, 0, 255)), tf.uint8)
+
+
 def random_rescale_and_crop(image: tf.Tensor, crop_size: int, seed: tf.Tensor,
                             min_factor: float = 0.75, max_factor: float = 0.95) -> tf.Tensor:
     """Bilinear rescale by a random factor in [min, max] (raised so that the short side
@@ -80,11 +89,14 @@ def random_rescale_and_crop(image: tf.Tensor, crop_size: int, seed: tf.Tensor,
 
 
 def training_dataset(sources: Sequence[str], batch_size: int, crop_size: int, seed: int = 0,
-                     cache_decoded: bool = False, shuffle_buffer: int = 256) -> tf.data.Dataset:
+                     cache_decoded: bool = False, shuffle_buffer: int = 256,
+                     short_side: int = 0) -> tf.data.Dataset:
     """Endless batches [batch_size, crop, crop, 3] of random crops in [0, 1].
 
-    `cache_decoded` keeps the decoded images in memory, worth it for small sets whose
-    decoding would otherwise dominate a CPU step.
+    `short_side` > 0 first shrinks each photo to that short side, so that high-resolution
+    originals have the detail density of the photos the model will code. `cache_decoded`
+    keeps the decoded images in memory, worth it for small sets whose decoding would
+    otherwise dominate a CPU step.
     """
     image_files, record_files = find_sources(sources)
     parts = []
@@ -100,6 +112,9 @@ def training_dataset(sources: Sequence[str], batch_size: int, crop_size: int, se
     images = encoded.map(_decode, num_parallel_calls=tf.data.AUTOTUNE)
     # A record that fails to decode is dropped rather than ending the run.
     images = images.ignore_errors(log_warning=True)
+    if short_side:
+        images = images.map(lambda image: shrink_to_short_side(image, short_side),
+                            num_parallel_calls=tf.data.AUTOTUNE)
     if cache_decoded:
         images = images.cache()
     images = images.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()

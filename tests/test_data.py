@@ -84,3 +84,12 @@ def test_rescale_factor_range_and_upscaling_for_small_images():
     small = tf.zeros([50, 70, 3], tf.uint8)  # short side below the crop: upscaled
     assert random_rescale_and_crop(small, 64, tf.constant([1, 2], tf.int64)).shape == (
         64, 64, 3)
+
+
+def test_shrinking_to_a_short_side_keeps_the_aspect_and_small_images():
+    from hific_tf.data import shrink_to_short_side
+
+    big = tf.zeros([1000, 1600, 3], tf.uint8)
+    assert shrink_to_short_side(big, 512).shape == (512, 819, 3)
+    small = tf.zeros([300, 200, 3], tf.uint8)
+    assert shrink_to_short_side(small, 512).shape == (300, 200, 3)

@@ -71,7 +71,8 @@ def main(argv: list[str]) -> int:
           f"{'resuming at' if step else 'starting at'} step {step} of {config.num_steps}",
           flush=True)
     dataset = training_dataset(_DATA.value, trainer.images_per_step(), config.crop_size,
-                               seed=config.seed, cache_decoded=_CACHE.value)
+                               seed=config.seed, cache_decoded=_CACHE.value,
+                               short_side=config.data_short_side)
     photos = []
     if _VALIDATION.value:
         from hific_tf.images import list_images, read_image
