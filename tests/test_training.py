@@ -163,9 +163,13 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, trai
 def test_lpips_weight_without_lpips_stops_at_start_up(tmp_path):
     from conftest import run_cli
 
-    result = run_cli("train", "--preset=mselpips-lo", f"--run_dir={tmp_path / 'run'}")
+    result = run_cli("train", "--preset=mselpips-lo", f"--run_dir={tmp_path / 'run'}",
+                     "--offline", f"--cache_dir={tmp_path / 'cache'}")
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert "net-lin_alex_v0.1" in result.stderr and "--k_p=0" in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1
+    assert str(tmp_path / "cache" / "lpips" / "net-lin_alex_v0.1.pb") in errors[0]
+    assert "--k_p=0" in errors[0]
     assert not (tmp_path / "run").exists()
 
 

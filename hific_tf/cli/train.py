@@ -31,6 +31,9 @@ _STRATEGY = flags.DEFINE_enum("strategy", "default", ["default", "mirrored",
                                                       "multi_worker_mirrored", "tpu"],
                               "tf.distribute strategy.")
 _TPU = flags.DEFINE_string("tpu", None, "TPU name or address for --strategy=tpu.")
+_CACHE_DIR = flags.DEFINE_string("cache_dir", None, "Download cache for the LPIPS weights "
+                                 "(default $HIFIC_TF_CACHE or ~/.cache/hific-tf).")
+_OFFLINE = flags.DEFINE_bool("offline", None, "Never download (default: $HIFIC_TF_OFFLINE).")
 _CACHE = flags.DEFINE_bool("cache_decoded", False, "Keep decoded training images in memory "
                            "(small data sets on CPU).")
 
@@ -52,20 +55,29 @@ def resolve_config() -> TrainingConfig:
         raise UserError(f"bad training configuration: {error}") from None
 
 
+def load_perceptual_loss():
+    """LPIPS for the k_P term; without its weights, one line naming the file and --k_p=0."""
+    from hific_tf.cache import MissingResourceError
+    from hific_tf.perceptual.lpips import load_lpips, perceptual_loss
+
+    try:
+        return perceptual_loss(load_lpips(cache_dir=_CACHE_DIR.value, offline=_OFFLINE.value))
+    except MissingResourceError as error:
+        raise UserError(f"{error}; or pass --k_p=0 to train without LPIPS") from None
+
+
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
     config = resolve_config()
-    if config.k_p > 0:
-        raise UserError("k_p > 0 needs LPIPS weights (net-lin_alex_v0.1), which this "
-                        "version cannot load yet; pass --k_p=0 to train without LPIPS")
     if _INIT_FROM.value and config.stage != "hific":
         raise UserError("--init_from is for stage 2 (a hific-* preset)")
     from hific_tf.data import training_dataset
     from hific_tf.training import Trainer, environment_summary, make_strategy
 
+    perceptual = load_perceptual_loss() if config.k_p > 0 else None
     strategy = make_strategy(_STRATEGY.value, _TPU.value)
-    trainer = Trainer(config, _RUN_DIR.value, strategy)
+    trainer = Trainer(config, _RUN_DIR.value, strategy, perceptual_loss=perceptual)
     step = trainer.restore_or_initialize(_INIT_FROM.value)
     print(f"{environment_summary()}; {strategy.num_replicas_in_sync} replica(s); "
           f"{'resuming at' if step else 'starting at'} step {step} of {config.num_steps}",
