@@ -30,3 +30,5 @@ bench: $(STAMP)
 
 clean:
 	rm -rf out .pytest_cache .ruff_cache build *.egg-info
+
+include codec-tools.mk

@@ -15,6 +15,7 @@ COMMANDS = {
     "decompress": ".hfc files → PNG images",
     "export": "checkpoint → SavedModel with compress/decompress signatures",
     "train": "train a model from a preset (two-stage HiFiC recipe)",
+    "evaluate": "rate–distortion–perception report: models and classic codecs",
     "demo": "the whole pipeline on a folder of photos",
 }
 
