@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 DATA ?= ../shared/data/photos/val768
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: test demo lint bench clean
+.PHONY: test demo lint bench clean tiny-models
 
 $(STAMP): setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,20 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/codec_speed.py
 	$(BIN)/python benchmarks/train_step.py
+
+# The bundled small models, stage 1 (no GAN) then stage 2 (GAN), trained on this machine's
+# photos; run directories resume, so the target also continues an interrupted recipe.
+RUNS ?= $(HOME)/runs
+PHOTOS := $(abspath ../shared/data/photos)
+TRAIN_FLAGS := --cache_decoded --data=$(PHOTOS)/train --validation_data=$(PHOTOS)/val768
+tiny-models: $(STAMP)
+	$(BIN)/hific-tf train --preset=small-mselpips --run_dir=$(RUNS)/small-mselpips $(TRAIN_FLAGS)
+	$(BIN)/hific-tf train --preset=small-hific --run_dir=$(RUNS)/small-hific \
+	    --init_from=$(RUNS)/small-mselpips $(TRAIN_FLAGS)
+	$(BIN)/hific-tf bundle --model=$(RUNS)/small-mselpips --name=mselpips-tiny --overwrite \
+	    --check_images=$(PHOTOS)/val768
+	$(BIN)/hific-tf bundle --model=$(RUNS)/small-hific --name=hific-tiny --overwrite \
+	    --check_images=$(PHOTOS)/val768
 
 clean:
 	rm -rf out .pytest_cache .ruff_cache build *.egg-info

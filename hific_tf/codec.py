@@ -58,11 +58,15 @@ def is_saved_model(path: str | Path) -> bool:
 
 
 def load_codec(model: str | Path) -> Codec:
-    """Opens a SavedModel or a checkpoint directory as a Codec."""
+    """Opens a bundled model by name, a SavedModel or a checkpoint directory as a Codec."""
+    from hific_tf import zoo
+
+    if str(model) in zoo.bundled_names():
+        return Codec(zoo.load_bundled(str(model)), name=str(model))
     path = Path(model)
     if not path.exists():
-        raise UserError(f"model {model} does not exist; pass a checkpoint directory or an "
-                        "exported SavedModel directory")
+        raise UserError(f"model {model} does not exist; pass a bundled model name, a "
+                        "checkpoint directory or an exported SavedModel directory")
     if is_saved_model(path):
         import tensorflow_compression  # noqa: F401  Registers the range-coding ops.
 

@@ -1,0 +1,56 @@
+"""hific-tf bundle --model=RUN_DIR --name=NAME: a trained model → hific_tf/weights/NAME.npz.
+
+With --check_images, it also reports what float16 storage changes: each photo is coded by
+the float32 and the float16 model and the two decoded images are compared.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from absl import flags
+
+from hific_tf.cli import common
+from hific_tf.errors import UserError
+
+_MODEL = flags.DEFINE_string("model", None, "Checkpoint (run) directory.", required=True)
+_NAME = flags.DEFINE_string("name", None, "Bundled model name, e.g. hific-tiny.",
+                            required=True)
+_OUTPUT = flags.DEFINE_string("output", None, "Folder (default: the package's weights "
+                              "folder).")
+_FLOAT32 = flags.DEFINE_bool("float32", False, "Store float32 instead of float16.")
+_CHECK = flags.DEFINE_string("check_images", None, "Folder of photos on which to compare "
+                             "float16 and float32 decodes.")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing weights file.")
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) > 1:
+        raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
+    import numpy as np
+
+    from hific_tf import checkpoints, zoo
+
+    model = checkpoints.load_model(_MODEL.value)
+    folder = Path(_OUTPUT.value) if _OUTPUT.value else zoo.bundled_folder()
+    path = folder / f"{_NAME.value}{zoo.SUFFIX}"
+    zoo.save_weights(model, path, float16=not _FLOAT32.value, overwrite=_OVERWRITE.value)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
+    if _CHECK.value:
+        from hific_tf.images import list_images, read_image
+        from hific_tf.metrics import psnr
+
+        stored = zoo.load_weights(path).prepare_for_coding()
+        model.prepare_for_coding()
+        for photo_path in list_images(_CHECK.value):
+            photo = read_image(photo_path)
+            exact = model.decompress(model.compress(photo)).numpy()
+            bundled = stored.decompress(stored.compress(photo)).numpy()
+            changed = np.count_nonzero(np.any(exact != bundled, axis=-1))
+            print(f"{photo_path.name}: {changed} of {exact.shape[0] * exact.shape[1]} pixels "
+                  f"differ, PSNR between decodes {float(psnr(exact, bundled)):.2f} dB")
+    return 0
+
+
+def run(argv: list[str]) -> None:
+    common.run(main, argv)

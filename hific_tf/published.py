@@ -1,0 +1,287 @@
+"""The paper's published models (hific-lo, -mi, -hi) and the reference client's `.tfci` files.
+
+The authors released each model as a serialized tf.compat.v1 MetaGraphDef with the weights
+baked in as constants and two signatures: "sender" (uint8 image [1, H, W, 3] → rank-1 tensors
+to transmit) and "receiver" (those tensors → image). `PublishedModel` runs such a graph in
+TF 2 and writes and reads the reference client's files, so a published model can be used
+wherever a `hific_tf.codec.Codec` is (`compress` / `decompress` on bytes and NumPy images).
+
+A `.tfci` file is a serialized tf.train.Example: feature "MD" holds the model name, features
+chr(1), chr(2), ... the sender's outputs in sorted signature-key order (integers as
+int64_list, floats as float_list, strings as bytes_list). Every tensor is a vector; the
+receiver's inputs are filled in its own sorted key order, cast to the dtypes its signature
+declares, and are not reshaped, as in the reference client.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from google.protobuf.message import DecodeError
+
+from hific_tf import cache
+from hific_tf.bitstream import FormatError
+from hific_tf.errors import UserError
+
+MODEL_NAMES = ("hific-lo", "hific-mi", "hific-hi")
+URL_PREFIX = "https://storage.googleapis.com/tensorflow_compression/metagraphs"
+DIRECTORY_ENV = "HIFIC_TF_PUBLISHED_DIR"
+METAGRAPH_SUFFIX = ".metagraph"
+TFCI_SUFFIX = ".tfci"
+SENDER = "sender"
+RECEIVER = "receiver"
+MODEL_FEATURE = "MD"
+
+
+def published_resource(name: str) -> cache.Resource:
+    """The cache entry of the published model `name` (one of MODEL_NAMES)."""
+    if name not in MODEL_NAMES:
+        raise UserError(f"unknown published model {name!r}; choose one of "
+                        f"{', '.join(MODEL_NAMES)}")
+    return cache.Resource(
+        name=f"published/{name}{METAGRAPH_SUFFIX}",
+        url=f"{URL_PREFIX}/{name}{METAGRAPH_SUFFIX}",
+        description=f"the published HiFiC model {name}")
+
+
+def metagraph_path(name: str, directory: str | Path | None = None,
+                   cache_directory: str | Path | None = None,
+                   offline: bool | None = None) -> Path:
+    """The local MetaGraphDef file of `name`.
+
+    `directory` (else $HIFIC_TF_PUBLISHED_DIR) is a folder where the user placed
+    `<name>.metagraph` files; it is used as is, never downloaded into. Without it the file
+    comes from the project's cache (`hific_tf.cache.fetch`), downloaded unless offline.
+    """
+    resource = published_resource(name)
+    chosen = directory or os.environ.get(DIRECTORY_ENV)
+    if not chosen:
+        return cache.fetch(resource, cache_directory, offline=offline)
+    path = Path(chosen).expanduser() / f"{name}{METAGRAPH_SUFFIX}"
+    if not path.is_file():
+        raise cache.MissingResourceError(
+            f"{resource.description} not found at {path} (the published-models folder given "
+            f"by --published_dir / ${DIRECTORY_ENV}): download {resource.url} and place it "
+            "there")
+    return path
+
+
+def load_published(name: str, directory: str | Path | None = None,
+                   cache_directory: str | Path | None = None,
+                   offline: bool | None = None) -> PublishedModel:
+    """Opens the published model `name` (see `metagraph_path` for where it is looked up)."""
+    return PublishedModel.from_file(
+        metagraph_path(name, directory, cache_directory, offline), name=name)
+
+
+def _kind(dtype: tf.DType) -> str | None:
+    """Which list of a tf.train.Feature holds values of `dtype`, or None if none can."""
+    if dtype.is_integer:
+        return "int64_list"
+    if dtype.is_floating:
+        return "float_list"
+    if dtype == tf.string:
+        return "bytes_list"
+    return None
+
+
+def write_tfci(model_name: str, tensors: Sequence[np.ndarray | tf.Tensor]) -> bytes:
+    """The bytes of a `.tfci` file holding `tensors` (vectors, in feature order) for
+    `model_name`, laid out as the reference client writes them."""
+    example = tf.train.Example()
+    example.features.feature[MODEL_FEATURE].bytes_list.value.append(model_name.encode("ascii"))
+    for number, tensor in enumerate(tensors, start=1):
+        values = tensor.numpy() if isinstance(tensor, tf.Tensor) else np.asarray(tensor)
+        if values.ndim != 1:
+            raise ValueError(f"tensor {number} has shape {list(values.shape)}; a .tfci file "
+                             "holds vectors only")
+        kind = _kind(tf.as_dtype(values.dtype) if values.dtype != object else tf.string)
+        if kind is None:
+            raise ValueError(f"tensor {number} has dtype {values.dtype}, which a .tfci file "
+                             "cannot hold")
+        getattr(example.features.feature[chr(number)], kind).value.extend(values.tolist())
+    return example.SerializeToString()
+
+
+def read_tfci(data: bytes, dtypes: Sequence[tf.DType] | None = None,
+              ) -> tuple[str, list[np.ndarray]]:
+    """The model name and tensors of a `.tfci` file; FormatError if it is not one.
+
+    With `dtypes`, there must be exactly that many tensors, each stored in the list that
+    dtype uses, and they are returned cast to it (as the reference client does with the
+    receiver's input dtypes); without, ints come back as int64, floats as float32, strings
+    as object arrays of bytes.
+    """
+    example = tf.train.Example()
+    try:
+        example.ParseFromString(bytes(data))
+    except DecodeError:
+        raise FormatError("not a .tfci file: the data is not a serialized "
+                          "tf.train.Example; pass a file written by the published "
+                          "model's compress") from None
+    features = example.features.feature
+    names = features[MODEL_FEATURE].bytes_list.value if MODEL_FEATURE in features else []
+    if len(names) != 1:
+        raise FormatError(f"not a .tfci file: it has no model name (feature "
+                          f"{MODEL_FEATURE!r}); pass a file written by the published "
+                          "model's compress")
+    try:
+        model_name = names[0].decode("ascii")
+    except UnicodeDecodeError:
+        raise FormatError("not a .tfci file: its model name is not ASCII") from None
+    count = len(features) - 1
+    if sorted(features) != sorted([MODEL_FEATURE, *(chr(n) for n in range(1, count + 1))]):
+        raise FormatError(f"the .tfci file is corrupt: its features are not chr(1) to "
+                          f"chr({count}) besides {MODEL_FEATURE!r}")
+    if dtypes is not None and len(dtypes) != count:
+        raise FormatError(f"the .tfci file holds {count} tensors but the model "
+                          f"{model_name} expects {len(dtypes)}; the file is corrupt")
+    tensors = []
+    for number in range(1, count + 1):
+        feature = features[chr(number)]
+        kind = feature.WhichOneof("kind")
+        if dtypes is None:
+            dtype = {"int64_list": tf.int64, "float_list": tf.float32,
+                     "bytes_list": tf.string}.get(kind)
+        else:
+            dtype = tf.as_dtype(dtypes[number - 1])
+        if dtype is None or kind != _kind(dtype):
+            raise FormatError(f"the .tfci file is corrupt: tensor {number} is stored as "
+                              f"{kind}, expected {_kind(dtype) if dtype else 'a value list'}")
+        values = list(getattr(feature, kind).value)
+        numpy_dtype = object if dtype == tf.string else dtype.as_numpy_dtype
+        tensors.append(np.array(values, dtype=numpy_dtype).reshape([len(values)]))
+    return model_name, tensors
+
+
+def _layout_error(name: str, problem: str) -> UserError:
+    return UserError(f"{name} is not a published-model graph: {problem} (expected signatures "
+                     f"{SENDER!r}: uint8 image [1, H, W, 3] → vectors, {RECEIVER!r}: those "
+                     "vectors → image); use an original .metagraph file")
+
+
+def _sorted_infos(signature: tf.compat.v1.SignatureDef, which: str) -> list:
+    mapping = getattr(signature, which)
+    return [mapping[key] for key in sorted(mapping)]
+
+
+def _check_layout(meta_graph: tf.compat.v1.MetaGraphDef, name: str) -> None:
+    """Refuses graphs whose signatures do not have the published models' layout."""
+    for key in (SENDER, RECEIVER):
+        if key not in meta_graph.signature_def:
+            raise _layout_error(name, f"it has no {key!r} signature")
+    sender = meta_graph.signature_def[SENDER]
+    receiver = meta_graph.signature_def[RECEIVER]
+    if len(sender.inputs) != 1 or len(receiver.outputs) != 1:
+        raise _layout_error(name, f"{SENDER!r} has {len(sender.inputs)} inputs and "
+                                  f"{RECEIVER!r} {len(receiver.outputs)} outputs, not one each")
+    image, = sender.inputs.values()
+    shape = tf.TensorShape(image.tensor_shape)
+    if tf.as_dtype(image.dtype) != tf.uint8 or not shape.is_compatible_with([1, None, None, 3]):
+        raise _layout_error(name, f"the {SENDER!r} input is {tf.as_dtype(image.dtype).name} "
+                                  f"{shape}, not a uint8 image")
+    output, = receiver.outputs.values()
+    output_dtype = tf.as_dtype(output.dtype)
+    if not (output_dtype.is_floating or output_dtype.is_integer):
+        raise _layout_error(name, f"the {RECEIVER!r} output is {output_dtype.name}")
+    sent = _sorted_infos(sender, "outputs")
+    received = _sorted_infos(receiver, "inputs")
+    if not sent or len(sent) != len(received):
+        raise _layout_error(name, f"{SENDER!r} has {len(sent)} outputs but {RECEIVER!r} "
+                                  f"{len(received)} inputs")
+    for number, (out, into) in enumerate(zip(sent, received, strict=True), start=1):
+        out_dtype, in_dtype = tf.as_dtype(out.dtype), tf.as_dtype(into.dtype)
+        kind = _kind(out_dtype)
+        if kind is None or kind != _kind(in_dtype):
+            raise _layout_error(name, f"tensor {number} is sent as {out_dtype.name} but "
+                                      f"received as {in_dtype.name}")
+        if not tf.TensorShape(out.tensor_shape).is_compatible_with([None]):
+            raise _layout_error(name, f"tensor {number} is not a vector")
+
+
+class PublishedModel:
+    """A published MetaGraphDef as a codec: uint8 [H, W, 3] ↔ bytes of a `.tfci` file."""
+
+    def __init__(self, meta_graph: tf.compat.v1.MetaGraphDef, name: str) -> None:
+        import tensorflow_compression  # noqa: F401  Registers the range-coding ops.
+
+        _check_layout(meta_graph, name)
+        self.name = name
+        imported = tf.compat.v1.wrap_function(
+            lambda: tf.compat.v1.train.import_meta_graph(meta_graph), [])
+        self.sender = self._prune(imported, meta_graph.signature_def[SENDER])
+        self.receiver = self._prune(imported, meta_graph.signature_def[RECEIVER])
+        self.receiver_dtypes = [tf.as_dtype(info.dtype)
+                                for info in _sorted_infos(meta_graph.signature_def[RECEIVER],
+                                                          "inputs")]
+        self.receiver_shapes = [tf.TensorShape(info.tensor_shape)
+                                for info in _sorted_infos(meta_graph.signature_def[RECEIVER],
+                                                          "inputs")]
+
+    def _prune(self, imported: tf.types.experimental.ConcreteFunction,
+               signature: tf.compat.v1.SignatureDef) -> tf.types.experimental.ConcreteFunction:
+        graph = imported.graph
+        try:
+            inputs = [graph.as_graph_element(info.name)
+                      for info in _sorted_infos(signature, "inputs")]
+            outputs = [graph.as_graph_element(info.name)
+                       for info in _sorted_infos(signature, "outputs")]
+        except (KeyError, ValueError) as error:
+            raise _layout_error(self.name, f"a signature names a missing tensor ({error})"
+                                ) from None
+        return imported.prune(inputs, outputs)
+
+    @classmethod
+    def from_file(cls, path: str | Path, name: str | None = None) -> PublishedModel:
+        """Loads a `.metagraph` file; `name` (default: the file's stem) goes into files."""
+        path = Path(path)
+        meta_graph = tf.compat.v1.MetaGraphDef()
+        try:
+            meta_graph.ParseFromString(path.read_bytes())
+        except OSError as error:
+            raise UserError(f"cannot read {path}: {error.strerror}") from None
+        except DecodeError:
+            raise UserError(f"{path} is not a serialized MetaGraphDef; delete it and place the "
+                            "original .metagraph file there") from None
+        return cls(meta_graph, name or path.name.removesuffix(METAGRAPH_SUFFIX))
+
+    def compress(self, image: np.ndarray) -> bytes:
+        """uint8 [H, W, 3] → the bytes of a `.tfci` file."""
+        image = np.asarray(image)
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
+            raise UserError(f"expected a uint8 RGB image [H, W, 3], got {image.dtype} "
+                            f"{list(image.shape)}")
+        try:
+            tensors = self.sender(tf.constant(image[None]))
+        except tf.errors.InvalidArgumentError as error:
+            raise UserError(f"{self.name} cannot code this image: {error.message}") from None
+        return write_tfci(self.name, tensors)
+
+    def decompress(self, data: bytes) -> np.ndarray:
+        """The bytes of a `.tfci` file → uint8 [H, W, 3]; FormatError if they are bad."""
+        model_name, arrays = read_tfci(data, self.receiver_dtypes)
+        if model_name != self.name:
+            raise FormatError(f"the .tfci file is from the model {model_name}, not "
+                              f"{self.name}; decompress it with {model_name}")
+        for number, (values, shape) in enumerate(zip(arrays, self.receiver_shapes,
+                                                     strict=True), start=1):
+            if not shape.is_compatible_with(values.shape):
+                raise FormatError(f"the .tfci file is corrupt: tensor {number} has "
+                                  f"{len(values)} values, {self.name} expects {shape}")
+        tensors = [tf.constant(values, dtype) for values, dtype
+                   in zip(arrays, self.receiver_dtypes, strict=True)]
+        try:
+            output, = self.receiver(*tensors)
+        except tf.errors.InvalidArgumentError:
+            raise FormatError("the .tfci file is corrupt: its coded data does not "
+                              "decode") from None
+        if output.shape.rank != 4 or output.shape[0] != 1 or output.shape[-1] != 3:
+            raise FormatError(f"{self.name} decoded an output of shape {output.shape}, not an "
+                              "image [1, H, W, 3]; the file is corrupt")
+        if output.dtype.is_floating:
+            output = tf.round(output)
+        return tf.saturate_cast(output[0], tf.uint8).numpy()
