@@ -89,6 +89,10 @@ def _kind(dtype: tf.DType) -> str | None:
     return None
 
 
+_NUMPY_KINDS = {"i": "int64_list", "u": "int64_list", "f": "float_list", "S": "bytes_list",
+                "O": "bytes_list"}
+
+
 def write_tfci(model_name: str, tensors: Sequence[np.ndarray | tf.Tensor]) -> bytes:
     """The bytes of a `.tfci` file holding `tensors` (vectors, in feature order) for
     `model_name`, laid out as the reference client writes them."""
@@ -99,7 +103,7 @@ def write_tfci(model_name: str, tensors: Sequence[np.ndarray | tf.Tensor]) -> by
         if values.ndim != 1:
             raise ValueError(f"tensor {number} has shape {list(values.shape)}; a .tfci file "
                              "holds vectors only")
-        kind = _kind(tf.as_dtype(values.dtype) if values.dtype != object else tf.string)
+        kind = _NUMPY_KINDS.get(values.dtype.kind)
         if kind is None:
             raise ValueError(f"tensor {number} has dtype {values.dtype}, which a .tfci file "
                              "cannot hold")
@@ -149,12 +153,20 @@ def read_tfci(data: bytes, dtypes: Sequence[tf.DType] | None = None,
                      "bytes_list": tf.string}.get(kind)
         else:
             dtype = tf.as_dtype(dtypes[number - 1])
+            # An empty tensor leaves the feature with no list at all, as the reference writes it.
+            kind = kind or _kind(dtype)
         if dtype is None or kind != _kind(dtype):
             raise FormatError(f"the .tfci file is corrupt: tensor {number} is stored as "
-                              f"{kind}, expected {_kind(dtype) if dtype else 'a value list'}")
+                              f"{kind or 'an empty feature'}, expected "
+                              f"{_kind(dtype) if dtype else 'a value list'}")
         values = list(getattr(feature, kind).value)
-        numpy_dtype = object if dtype == tf.string else dtype.as_numpy_dtype
-        tensors.append(np.array(values, dtype=numpy_dtype).reshape([len(values)]))
+        if dtype == tf.string:
+            tensors.append(np.array(values, dtype=object))
+            continue
+        if dtype.is_integer and values and not dtype.min <= min(values) <= max(values) <= dtype.max:
+            raise FormatError(f"the .tfci file is corrupt: tensor {number} holds values "
+                              f"outside the range of {dtype.name}")
+        tensors.append(np.array(values, dtype=dtype.as_numpy_dtype))
     return model_name, tensors
 
 
@@ -215,12 +227,9 @@ class PublishedModel:
             lambda: tf.compat.v1.train.import_meta_graph(meta_graph), [])
         self.sender = self._prune(imported, meta_graph.signature_def[SENDER])
         self.receiver = self._prune(imported, meta_graph.signature_def[RECEIVER])
-        self.receiver_dtypes = [tf.as_dtype(info.dtype)
-                                for info in _sorted_infos(meta_graph.signature_def[RECEIVER],
-                                                          "inputs")]
-        self.receiver_shapes = [tf.TensorShape(info.tensor_shape)
-                                for info in _sorted_infos(meta_graph.signature_def[RECEIVER],
-                                                          "inputs")]
+        receiver_inputs = _sorted_infos(meta_graph.signature_def[RECEIVER], "inputs")
+        self.receiver_dtypes = [tf.as_dtype(info.dtype) for info in receiver_inputs]
+        self.receiver_shapes = [tf.TensorShape(info.tensor_shape) for info in receiver_inputs]
 
     def _prune(self, imported: tf.types.experimental.ConcreteFunction,
                signature: tf.compat.v1.SignatureDef) -> tf.types.experimental.ConcreteFunction:
@@ -276,9 +285,9 @@ class PublishedModel:
                    in zip(arrays, self.receiver_dtypes, strict=True)]
         try:
             output, = self.receiver(*tensors)
-        except tf.errors.InvalidArgumentError:
-            raise FormatError("the .tfci file is corrupt: its coded data does not "
-                              "decode") from None
+        except tf.errors.InvalidArgumentError as error:
+            raise FormatError(f"the .tfci file is corrupt: the model cannot decode it "
+                              f"({error.message[:120]})") from None
         if output.shape.rank != 4 or output.shape[0] != 1 or output.shape[-1] != 3:
             raise FormatError(f"{self.name} decoded an output of shape {output.shape}, not an "
                               "image [1, H, W, 3]; the file is corrupt")

@@ -31,7 +31,8 @@ OFFSET = -4
 ANALYSIS = np.random.default_rng(7).integers(-1, 2, size=(2, 2, 3, CHANNELS)).astype(np.float32)
 SYNTHESIS = np.random.default_rng(8).integers(-2, 3, size=(2, 2, 3, CHANNELS)).astype(np.float32)
 ANALYSIS_SCALE = 1 / 64
-SYNTHESIS_SCALE = 2.5
+SYNTHESIS_SCALE = 10.5
+SYNTHESIS_BIAS = 128.0
 
 
 def _pmf() -> np.ndarray:
@@ -72,18 +73,17 @@ def build_stand_in() -> tf.compat.v1.MetaGraphDef:
         output_shape = tf.concat([[1], 2 * got_shape, [3]], axis=0)
         output = tf.nn.conv2d_transpose(tf.cast(y_hat, tf.float32), tf.constant(SYNTHESIS),
                                         output_shape, strides=2, padding="VALID")
-        output = output * SYNTHESIS_SCALE + got_floor
+        output = output * SYNTHESIS_SCALE + SYNTHESIS_BIAS + got_floor
         received = {"y_string": got_string, "y_shape": got_shape, "floor": got_floor}
-
-    build = tf.compat.v1.saved_model.signature_def_utils.build_signature_def
-    info = tf.compat.v1.saved_model.utils.build_tensor_info
-    meta_graph = tf.compat.v1.train.export_meta_graph(graph=graph)
-    meta_graph.signature_def["sender"].CopyFrom(build(
-        inputs={"image": info(image)},
-        outputs={key: info(tensor) for key, tensor in sent.items()}))
-    meta_graph.signature_def["receiver"].CopyFrom(build(
-        inputs={key: info(tensor) for key, tensor in received.items()},
-        outputs={"output_image": info(output)}))
+        build = tf.compat.v1.saved_model.signature_def_utils.build_signature_def
+        info = tf.compat.v1.saved_model.utils.build_tensor_info
+        meta_graph = tf.compat.v1.train.export_meta_graph(graph=graph)
+        meta_graph.signature_def["sender"].CopyFrom(build(
+            inputs={"image": info(image)},
+            outputs={key: info(tensor) for key, tensor in sent.items()}))
+        meta_graph.signature_def["receiver"].CopyFrom(build(
+            inputs={key: info(tensor) for key, tensor in received.items()},
+            outputs={"output_image": info(output)}))
     return meta_graph
 
 
@@ -96,7 +96,7 @@ def expected_reconstruction(image: np.ndarray) -> np.ndarray:
     y = np.einsum("iajbc,abcd->ijd", blocks, ANALYSIS) * ANALYSIS_SCALE
     y_hat = np.round(y)
     output = np.einsum("ijd,abcd->iajbc", y_hat, SYNTHESIS).reshape(height, width, 3)
-    output = output * SYNTHESIS_SCALE + floor
+    output = output * SYNTHESIS_SCALE + SYNTHESIS_BIAS + floor
     return np.clip(np.round(output), 0, 255).astype(np.uint8)
 
 
@@ -175,8 +175,19 @@ def test_write_and_read_tfci() -> None:
         published.read_tfci(data, [tf.float32, tf.string, tf.string])
     with pytest.raises(FormatError, match="holds 3 tensors but the model hific-mi expects 2"):
         published.read_tfci(data, [tf.float32, tf.int32])
+    empty = tf.train.Example()
+    empty.features.feature["MD"].bytes_list.value.append(b"hific-mi")
+    empty.features.feature["\x01"].SetInParent()
+    _, arrays = published.read_tfci(empty.SerializeToString(), [tf.int32])
+    assert arrays[0].dtype == np.int32 and arrays[0].shape == (0,)
+    with pytest.raises(FormatError, match="tensor 1 is stored as an empty feature"):
+        published.read_tfci(empty.SerializeToString())
+    with pytest.raises(FormatError, match="outside the range of int8"):
+        published.read_tfci(published.write_tfci("hific-mi", [[200]]), [tf.int8])
     with pytest.raises(ValueError, match="vectors only"):
         published.write_tfci("hific-mi", [np.zeros((2, 2), np.int32)])
+    with pytest.raises(ValueError, match="dtype bool"):
+        published.write_tfci("hific-mi", [np.zeros(2, bool)])
 
 
 def test_files_of_another_model_or_format_are_refused(model: published.PublishedModel,
@@ -185,7 +196,7 @@ def test_files_of_another_model_or_format_are_refused(model: published.Published
     other = published.write_tfci("hific-hi", tensors)
     with pytest.raises(FormatError, match="from the model hific-hi, not hific-lo"):
         model.decompress(other)
-    with pytest.raises(FormatError, match="not a serialized tf.train.Example"):
+    with pytest.raises(FormatError, match=r"not a serialized tf\.train\.Example"):
         model.decompress(b"\x89HFC\x01" + bytes(40))
     with pytest.raises(FormatError, match="no model name"):
         model.decompress(b"")
@@ -196,9 +207,8 @@ def test_files_of_another_model_or_format_are_refused(model: published.Published
 def test_corrupt_coded_data_is_refused(model: published.PublishedModel,
                                        image: np.ndarray) -> None:
     _, tensors = published.read_tfci(model.compress(image))
-    truncated = np.array([tensors[2][0][:1]], dtype=object)
-    with pytest.raises(FormatError, match="does not decode"):
-        model.decompress(published.write_tfci(NAME, [tensors[0], tensors[1], truncated]))
+    with pytest.raises(FormatError, match="the model cannot decode it"):
+        model.decompress(published.write_tfci(NAME, [tensors[0], [-6, 8], tensors[2]]))
 
 
 def test_loading_through_the_environment_and_the_cache(
@@ -228,6 +238,10 @@ def test_missing_files_name_the_exact_path(tmp_path: Path,
     assert str(tmp_path / "mine" / "hific-hi.metagraph") in str(caught.value)
     with pytest.raises(UserError, match="unknown published model 'hific-xx'"):
         published.load_published("hific-xx")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "hific-hi.metagraph").write_bytes(b"not a graph")
+    with pytest.raises(UserError, match=r"hific-hi\.metagraph is not a serialized MetaGraphDef"):
+        published.load_published("hific-hi")
 
 
 def test_other_signature_layouts_are_refused(stand_in: tf.compat.v1.MetaGraphDef) -> None:
