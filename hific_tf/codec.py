@@ -58,9 +58,12 @@ def is_saved_model(path: str | Path) -> bool:
 
 
 def load_codec(model: str | Path) -> Codec:
-    """Opens a bundled model by name, a SavedModel or a checkpoint directory as a Codec."""
-    from hific_tf import zoo
+    """Opens a model as a codec: a bundled model's name, a published model's name
+    (hific-lo/-mi/-hi, which write .tfci files), a SavedModel or a checkpoint directory."""
+    from hific_tf import published, zoo
 
+    if str(model) in published.MODEL_NAMES:
+        return published.load_published(str(model))
     if str(model) in zoo.bundled_names():
         return Codec(zoo.load_bundled(str(model)), name=str(model))
     path = Path(model)

@@ -267,3 +267,32 @@ def test_other_signature_layouts_are_refused(stand_in: tf.compat.v1.MetaGraphDef
     receiver_inputs["floor"].dtype = tf.string.as_datatype_enum
     with pytest.raises(UserError, match="tensor 1 is sent as float32 but received as string"):
         published.PublishedModel(swapped, NAME)
+
+
+@pytest.mark.slow
+def test_cli_codes_tfci_files_and_evaluate_takes_published_models(
+        published_dir, image, tmp_path, monkeypatch, val768):
+    from PIL import Image
+
+    from conftest import run_cli
+
+    monkeypatch.setenv(published.DIRECTORY_ENV, str(published_dir))
+    source = tmp_path / "small.png"
+    Image.fromarray(image).save(source)
+    result = run_cli("compress", f"--model={NAME}", str(source))
+    assert result.returncode == 0, result.stderr[-2000:]
+    coded = tmp_path / "small.tfci"
+    assert published.read_tfci(coded.read_bytes())[0] == NAME
+    result = run_cli("decompress", f"--model={NAME}", "--overwrite", str(coded))
+    assert result.returncode == 0, result.stderr[-2000:]
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "small.png")),
+                                  expected_reconstruction(image))
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / val768[0].name).write_bytes(val768[0].read_bytes())
+    result = run_cli("evaluate", f"--images={photos}", f"--models={NAME}", "--codecs=jpeg",
+                     f"--output={tmp_path / 'report'}", "--offline",
+                     f"--cache_dir={tmp_path / 'cache'}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "report" / f"{NAME}.json").is_file()

@@ -112,4 +112,4 @@ def code_files(pairs: list[tuple[Path, Path]], convert: Callable[[Path], tuple[b
 
 
 IMAGE_INPUTS = images.IMAGE_SUFFIXES
-COMPRESSED_INPUTS = (FILE_SUFFIX,)
+COMPRESSED_INPUTS = (FILE_SUFFIX, ".tfci")

@@ -11,15 +11,19 @@ from hific_tf.bitstream import FILE_SUFFIX
 from hific_tf.cli import common
 
 _MODEL = flags.DEFINE_string(
-    "model", None, "Checkpoint directory or exported SavedModel directory.", required=True)
+    "model", None, "Bundled model name, published model name (hific-lo/-mi/-hi: writes "
+    ".tfci files), checkpoint directory or exported SavedModel directory.", required=True)
 _OUTPUT = flags.DEFINE_string(
     "output", None, "Output file (one input) or folder (required for a folder input). "
-    "Default: beside each input, with the suffix .hfc.")
+    "Default: beside each input, with the suffix .hfc (.tfci for published models).")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace existing output files.")
 
 
 def main(argv: list[str]) -> int:
-    pairs = common.pair_paths(argv[1:], _OUTPUT.value, common.IMAGE_INPUTS, FILE_SUFFIX)
+    from hific_tf import published
+
+    suffix = published.TFCI_SUFFIX if _MODEL.value in published.MODEL_NAMES else FILE_SUFFIX
+    pairs = common.pair_paths(argv[1:], _OUTPUT.value, common.IMAGE_INPUTS, suffix)
     from hific_tf.codec import load_codec  # TensorFlow loads only after the flags check.
 
     codec = load_codec(_MODEL.value)

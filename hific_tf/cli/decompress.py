@@ -11,8 +11,8 @@ from hific_tf.cli import common
 from hific_tf.errors import UserError
 
 _MODEL = flags.DEFINE_string(
-    "model", None, "The checkpoint or SavedModel directory that wrote the files.",
-    required=True)
+    "model", None, "The model that wrote the files: bundled or published name, checkpoint "
+    "or SavedModel directory.", required=True)
 _OUTPUT = flags.DEFINE_string(
     "output", None, "Output file (one input) or folder (required for a folder input). "
     "Default: beside each input, with the suffix .png.")
