@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL.Image import DecompressionBombError
 
 from hific_tf.bitstream import MAX_SIDE
 from hific_tf.errors import UserError
@@ -90,6 +91,9 @@ def read_image(path: str | Path) -> np.ndarray:
         return _decode_with_pillow(data, path)
     except UserError:
         raise
+    except DecompressionBombError:
+        raise UserError(f"{path}: the image is larger than hific-tf codes "
+                        f"({MAX_SIDE}x{MAX_SIDE} at most)") from None
     except UnidentifiedImageError:
         raise UserError(f"{path} is not an image file that can be read "
                         f"(expected one of {', '.join(IMAGE_SUFFIXES)})") from None

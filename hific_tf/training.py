@@ -310,6 +310,7 @@ class Trainer:
         `validation_photos` (uint8 RGB) are evaluated every `validate_every` steps.
         """
         config = self.config
+        self._stop_requested = False
         iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
         writer = tf.summary.create_file_writer(
             str(self.run_dir / "train")) if self.chief else tf.summary.create_noop_writer()

@@ -176,3 +176,7 @@ def test_damaged_image_files_give_one_clear_error(tmp_path, val768):
         read_image(tmp_path / "notes.png")
     with pytest.raises(UserError, match="cannot read"):
         read_image(tmp_path / "missing.png")
+    Image.fromarray(np.zeros((2, 16385, 3), np.uint8)).save(tmp_path / "wide.png")
+    with pytest.raises(UserError, match="is 16385x2; hific-tf codes images from 1x1 to "
+                                        "16384x16384"):
+        read_image(tmp_path / "wide.png")
