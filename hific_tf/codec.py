@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from hific_tf import bitstream, checkpoints
 from hific_tf.errors import UserError
+from hific_tf.images import check_rgb_uint8
 from hific_tf.model import HiFiC
 
 
@@ -33,10 +34,7 @@ class Codec:
 
     def compress(self, image: np.ndarray) -> bytes:
         """uint8 [H, W, 3] → the bytes of an `.hfc` file."""
-        image = np.asarray(image)
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
-            raise UserError(f"expected a uint8 RGB image [H, W, 3], got {image.dtype} "
-                            f"{list(image.shape)}")
+        image = check_rgb_uint8(image)
         try:
             return self.functions.compress(tf.constant(image)).numpy()
         except tf.errors.InvalidArgumentError as error:

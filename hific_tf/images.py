@@ -102,6 +102,15 @@ def read_image(path: str | Path) -> np.ndarray:
                         f"({type(error).__name__}); re-export the image") from None
 
 
+def check_rgb_uint8(image: np.ndarray) -> np.ndarray:
+    """`image` as an array, or UserError unless it is uint8 RGB [H, W, 3]."""
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
+        raise UserError(f"expected a uint8 RGB image [H, W, 3], got {image.dtype} "
+                        f"{list(image.shape)}")
+    return image
+
+
 def encode_png(image: np.ndarray) -> bytes:
     """uint8 [H, W, 3] → PNG bytes."""
     buffer = io.BytesIO()

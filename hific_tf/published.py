@@ -26,6 +26,7 @@ from google.protobuf.message import DecodeError
 from hific_tf import cache
 from hific_tf.bitstream import FormatError
 from hific_tf.errors import UserError
+from hific_tf.images import check_rgb_uint8
 
 MODEL_NAMES = ("hific-lo", "hific-mi", "hific-hi")
 URL_PREFIX = "https://storage.googleapis.com/tensorflow_compression/metagraphs"
@@ -260,10 +261,7 @@ class PublishedModel:
 
     def compress(self, image: np.ndarray) -> bytes:
         """uint8 [H, W, 3] → the bytes of a `.tfci` file."""
-        image = np.asarray(image)
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
-            raise UserError(f"expected a uint8 RGB image [H, W, 3], got {image.dtype} "
-                            f"{list(image.shape)}")
+        image = check_rgb_uint8(image)
         try:
             tensors = self.sender(tf.constant(image[None]))
         except tf.errors.InvalidArgumentError as error:
