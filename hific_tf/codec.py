@@ -55,13 +55,14 @@ def is_saved_model(path: str | Path) -> bool:
     return (Path(path) / "saved_model.pb").is_file()
 
 
-def load_codec(model: str | Path) -> Codec:
+def load_codec(model: str | Path, published_dir: str | Path | None = None) -> Codec:
     """Opens a model as a codec: a bundled model's name, a published model's name
-    (hific-lo/-mi/-hi, which write .tfci files), a SavedModel or a checkpoint directory."""
+    (hific-lo/-mi/-hi, which write .tfci files; looked up in `published_dir`, else as
+    `hific_tf.published.metagraph_path` says), a SavedModel or a checkpoint directory."""
     from hific_tf import published, zoo
 
     if str(model) in published.MODEL_NAMES:
-        return published.load_published(str(model))
+        return published.load_published(str(model), directory=published_dir)
     if str(model) in zoo.bundled_names():
         return Codec(zoo.load_bundled(str(model)), name=str(model))
     path = Path(model)

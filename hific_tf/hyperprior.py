@@ -15,6 +15,9 @@ import tensorflow_compression as tfc
 from hific_tf.configs import ModelConfig
 from hific_tf.layers import conv, conv_transpose
 
+# tensorflow-compression's default precision of the range coder's CDFs, in bits.
+RANGE_CODER_PRECISION = 12
+
 
 class TrainingOutputs(NamedTuple):
     """What a training-mode pass through the hyperprior returns."""
@@ -32,6 +35,20 @@ class Coded(NamedTuple):
     y_strings: tf.Tensor
     z_hat: tf.Tensor
     y_hat: tf.Tensor
+
+
+class ZTables(NamedTuple):
+    """z's range-coding tables in tensorflow-compression 2.x layout.
+
+    `cdf` concatenates, per channel, minus the precision followed by that channel's quantised CDF
+    (overflow bin included); `cdf_offset` is each channel's smallest coded value, and z is
+    quantised as round(z - quantization_offset) + quantization_offset.
+    """
+
+    cdf: tf.Tensor
+    cdf_offset: tf.Tensor
+    quantization_offset: tf.Tensor
+    precision: int = RANGE_CODER_PRECISION
 
 
 class Hyperprior(tf.keras.layers.Layer):
@@ -112,20 +129,24 @@ class Hyperprior(tf.keras.layers.Layer):
     def prepared(self) -> bool:
         return self.z_coder is not None
 
-    def prepare_for_coding(self) -> None:
+    def prepare_for_coding(self, z_tables: ZTables | None = None) -> None:
         """Freezes the range-coding tables from the current weights (once per model).
 
         The tables are variables, so that a SavedModel carries exactly the tables its
-        encoder used and decoding never depends on recomputing them.
+        encoder used and decoding never depends on recomputing them. `z_tables` replaces
+        z's tables computed from the prior with given ones (those of an imported graph).
         """
         if self.prepared:
             raise RuntimeError(
                 "coding tables are already fixed for this model; build a new model to code "
                 "with changed weights")
-        cdf, cdf_offset, quantization_offset = self._z_tables()
+        if z_tables is None:
+            z_tables = ZTables(*self._z_tables())
         self.z_coder = tfc.ContinuousBatchedEntropyModel(
-            prior_shape=self.z_prior.batch_shape, coding_rank=3, compression=True, cdf=cdf,
-            cdf_offset=cdf_offset, quantization_offset=quantization_offset)
+            prior_shape=self.z_prior.batch_shape, coding_rank=3, compression=True,
+            cdf=z_tables.cdf, cdf_offset=z_tables.cdf_offset,
+            quantization_offset=z_tables.quantization_offset,
+            range_coder_precision=z_tables.precision)
         self.y_coder = self._y_model(compression=True)
 
     @tf.function(autograph=False)

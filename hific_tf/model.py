@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from hific_tf import bitstream
 from hific_tf.configs import ModelConfig
-from hific_tf.hyperprior import Coded, Hyperprior
+from hific_tf.hyperprior import Coded, Hyperprior, ZTables
 from hific_tf.networks import Encoder, Generator
 
 
@@ -90,13 +90,14 @@ class HiFiC(tf.keras.Model):
             z_bits=latent.z_bits, bpp=(latent.y_bits + latent.z_bits) / pixels,
             quantized_bpp=latent.quantized_bits / pixels)
 
-    def prepare_for_coding(self) -> HiFiC:
+    def prepare_for_coding(self, z_tables: ZTables | None = None) -> HiFiC:
         """Fixes the range-coding tables and the model identifier from the weights.
 
-        Call once, after the weights are final (loaded or trained); returns self.
+        Call once, after the weights are final (loaded, trained or imported, the latter
+        with z's tables from the imported graph); returns self.
         """
         self.build_weights()
-        self.hyperprior.prepare_for_coding()
+        self.hyperprior.prepare_for_coding(z_tables)
         self.model_id = tf.Variable(self.fingerprint(), trainable=False, name="model_id")
         return self
 

@@ -216,6 +216,20 @@ def _check_layout(meta_graph: tf.compat.v1.MetaGraphDef, name: str) -> None:
             raise _layout_error(name, f"tensor {number} is not a vector")
 
 
+def read_metagraph(path: str | Path) -> tf.compat.v1.MetaGraphDef:
+    """Parses a `.metagraph` file, with one clear line when it is not one."""
+    path = Path(path)
+    meta_graph = tf.compat.v1.MetaGraphDef()
+    try:
+        meta_graph.ParseFromString(path.read_bytes())
+    except OSError as error:
+        raise UserError(f"cannot read {path}: {error.strerror}") from None
+    except DecodeError:
+        raise UserError(f"{path} is not a serialized MetaGraphDef; delete it and place the "
+                        "original .metagraph file there") from None
+    return meta_graph
+
+
 class PublishedModel:
     """A published MetaGraphDef as a codec: uint8 [H, W, 3] ↔ bytes of a `.tfci` file."""
 
@@ -249,15 +263,7 @@ class PublishedModel:
     def from_file(cls, path: str | Path, name: str | None = None) -> PublishedModel:
         """Loads a `.metagraph` file; `name` (default: the file's stem) goes into files."""
         path = Path(path)
-        meta_graph = tf.compat.v1.MetaGraphDef()
-        try:
-            meta_graph.ParseFromString(path.read_bytes())
-        except OSError as error:
-            raise UserError(f"cannot read {path}: {error.strerror}") from None
-        except DecodeError:
-            raise UserError(f"{path} is not a serialized MetaGraphDef; delete it and place the "
-                            "original .metagraph file there") from None
-        return cls(meta_graph, name or path.name.removesuffix(METAGRAPH_SUFFIX))
+        return cls(read_metagraph(path), name or path.name.removesuffix(METAGRAPH_SUFFIX))
 
     def compress(self, image: np.ndarray) -> bytes:
         """uint8 [H, W, 3] → the bytes of a `.tfci` file."""

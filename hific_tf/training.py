@@ -126,8 +126,10 @@ class Trainer:
 
     # ----------------------------------------------------------------- set-up and resume
 
-    def restore_or_initialize(self, init_from: str | Path | None = None) -> int:
-        """Resumes from the run directory, or starts fresh (optionally from stage 1).
+    def restore_or_initialize(self, init_from: str | Path | None = None,
+                              init_model: HiFiC | None = None) -> int:
+        """Resumes from the run directory, or starts fresh, optionally from a stage-1 run
+        (`init_from`) or from a model in memory such as an imported published one.
 
         Returns the step the run continues from.
         """
@@ -144,6 +146,8 @@ class Trainer:
             self.checkpoint.restore(latest).assert_existing_objects_matched()
         elif init_from is not None:
             self._initialize_from_stage_one(Path(init_from).expanduser())
+        elif init_model is not None:
+            self._initialize_from_model(init_model)
         if self.chief:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             write_config(self.config.model_config, self.run_dir)
@@ -160,6 +164,19 @@ class Trainer:
             raise UserError(f"{directory} has no checkpoint to initialise from")
         status = tf.train.Checkpoint(model=self.model).restore(latest)
         status.expect_partial().assert_existing_objects_matched()
+
+    def _initialize_from_model(self, source: HiFiC) -> None:
+        """E, G, h_a and both h_s from `source`; z's prior, D, optimizers and step fresh."""
+        if source.config != self.config.model_config:
+            raise UserError(f"the model to start from has a different architecture than "
+                            f"--model={self.config.model}")
+        hyperprior, target = source.hyperprior, self.model.hyperprior
+        for mine, theirs in ((self.model.encoder, source.encoder),
+                             (self.model.generator, source.generator),
+                             (target.analysis, hyperprior.analysis),
+                             (target.synthesis_mean, hyperprior.synthesis_mean),
+                             (target.synthesis_scale, hyperprior.synthesis_scale)):
+            mine.set_weights(theirs.get_weights())
 
     # ----------------------------------------------------------------------- the step
 

@@ -26,7 +26,7 @@ def main(argv: list[str]) -> int:
     pairs = common.pair_paths(argv[1:], _OUTPUT.value, common.IMAGE_INPUTS, suffix)
     from hific_tf.codec import load_codec  # TensorFlow loads only after the flags check.
 
-    codec = load_codec(_MODEL.value)
+    codec = load_codec(_MODEL.value, common.PUBLISHED_DIR.value)
 
     def convert(source: Path) -> tuple[bytes, str]:
         image = images.read_image(source)

@@ -23,7 +23,7 @@ def main(argv: list[str]) -> int:
     pairs = common.pair_paths(argv[1:], _OUTPUT.value, common.COMPRESSED_INPUTS, ".png")
     from hific_tf.codec import load_codec  # TensorFlow loads only after the flags check.
 
-    codec = load_codec(_MODEL.value)
+    codec = load_codec(_MODEL.value, common.PUBLISHED_DIR.value)
 
     def convert(source: Path) -> tuple[bytes, str]:
         try:

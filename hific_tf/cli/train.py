@@ -27,6 +27,10 @@ _VALIDATION = flags.DEFINE_string(
     "(bpp and PSNR on whole images, never trained on), e.g. ../shared/data/photos/val768.")
 _INIT_FROM = flags.DEFINE_string("init_from", None, "Stage-1 run directory to take E, G and "
                                  "the hyperprior from (stage 2 only; D starts fresh).")
+_INIT_FROM_PUBLISHED = flags.DEFINE_enum(
+    "init_from_published", None, ["hific-lo", "hific-mi", "hific-hi"],
+    "Start E, G and the hyperprior from a published model's weights, imported by structure "
+    "(the preset's architecture must match it; z's prior and D start fresh).")
 _STRATEGY = flags.DEFINE_enum("strategy", "default", ["default", "mirrored",
                                                       "multi_worker_mirrored", "tpu"],
                               "tf.distribute strategy.")
@@ -66,19 +70,36 @@ def load_perceptual_loss():
         raise UserError(f"{error}; or pass --k_p=0 to train without LPIPS") from None
 
 
+def imported_model(config: TrainingConfig):
+    """The published model of --init_from_published imported into the preset's
+    architecture, or None."""
+    if not _INIT_FROM_PUBLISHED.value:
+        return None
+    from hific_tf.configs import model_preset
+    from hific_tf.published import metagraph_path
+    from hific_tf.weight_import import import_published_file
+
+    path = metagraph_path(_INIT_FROM_PUBLISHED.value, common.PUBLISHED_DIR.value,
+                          _CACHE_DIR.value, _OFFLINE.value)
+    return import_published_file(path, model_preset(config.model),
+                                 f"the --preset's model {config.model!r}")
+
+
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
     config = resolve_config()
     if _INIT_FROM.value and config.stage != "hific":
         raise UserError("--init_from is for stage 2 (a hific-* preset)")
+    if _INIT_FROM.value and _INIT_FROM_PUBLISHED.value:
+        raise UserError("give --init_from or --init_from_published, not both")
     from hific_tf.data import training_dataset
     from hific_tf.training import Trainer, environment_summary, make_strategy
 
     perceptual = load_perceptual_loss() if config.k_p > 0 else None
     strategy = make_strategy(_STRATEGY.value, _TPU.value)
     trainer = Trainer(config, _RUN_DIR.value, strategy, perceptual_loss=perceptual)
-    step = trainer.restore_or_initialize(_INIT_FROM.value)
+    step = trainer.restore_or_initialize(_INIT_FROM.value, imported_model(config))
     print(f"{environment_summary()}; {strategy.num_replicas_in_sync} replica(s); "
           f"{'resuming at' if step else 'starting at'} step {step} of {config.num_steps}",
           flush=True)
