@@ -33,14 +33,15 @@ bench: $(STAMP)
 RUNS ?= $(HOME)/runs
 PHOTOS := $(abspath ../shared/data/photos)
 TRAIN_FLAGS := --cache_decoded --data=$(PHOTOS)/train --validation_data=$(PHOTOS)/val768
+# Each bundled model's reference (tests/test_bundled.py): its coding of this photo's centre crop.
+BUNDLE_FLAGS := --overwrite --check_images=$(PHOTOS)/val768 \
+    --reference_image=$(PHOTOS)/val768/lomiri_life_by_Aitzol_Berasategi.png
 tiny-models: $(STAMP)
 	$(BIN)/hific-tf train --preset=small-mselpips --run_dir=$(RUNS)/small-mselpips $(TRAIN_FLAGS)
 	$(BIN)/hific-tf train --preset=small-hific --run_dir=$(RUNS)/small-hific \
 	    --init_from=$(RUNS)/small-mselpips $(TRAIN_FLAGS)
-	$(BIN)/hific-tf bundle --model=$(RUNS)/small-mselpips --name=mselpips-tiny --overwrite \
-	    --check_images=$(PHOTOS)/val768
-	$(BIN)/hific-tf bundle --model=$(RUNS)/small-hific --name=hific-tiny --overwrite \
-	    --check_images=$(PHOTOS)/val768
+	$(BIN)/hific-tf bundle --model=$(RUNS)/small-mselpips --name=mselpips-tiny $(BUNDLE_FLAGS)
+	$(BIN)/hific-tf bundle --model=$(RUNS)/small-hific --name=hific-tiny $(BUNDLE_FLAGS)
 
 clean:
 	rm -rf out .pytest_cache .ruff_cache build *.egg-info

@@ -14,7 +14,8 @@ setup(
     packages=find_packages(include=["hific_tf", "hific_tf.*"]),
     include_package_data=True,
     package_data={"hific_tf.perceptual": ["data/*.mat", "data/*.txt"],
-                  "hific_tf": ["weights/*.npz"]},
+                  "hific_tf": ["weights/*.npz", "weights/*.reference.json",
+                               "weights/*.reference.png"]},
     install_requires=[
         "tensorflow==2.14.1",
         "tensorflow-compression==2.14.1",

@@ -2,12 +2,19 @@
 
 A bundled model is one `.npz` file in `hific_tf/weights/`: the architecture as JSON and every
 weight in creation order, stored as float16 or float32. Its weights are part of the model
-identifier, so files written with one bundled model are refused by any other.
+identifier, so files written with one bundled model are refused by any other. Beside it,
+`NAME.reference.json` and `NAME.reference.png` hold what the model made of a reference crop
+(the compressed size and the reconstruction), which tests/test_bundled.py reproduces.
+
+$HIFIC_TF_WEIGHTS_DIR, when set, replaces the package folder: names are then looked up there,
+and `hific-tf bundle` writes there by default (for trying stand-in or new weights).
 """
 
 from __future__ import annotations
 
 import io
+import json
+import os
 from importlib import resources
 from pathlib import Path
 
@@ -19,11 +26,16 @@ from hific_tf.files import write_atomic
 from hific_tf.model import HiFiC
 
 SUFFIX = ".npz"
+WEIGHTS_ENV = "HIFIC_TF_WEIGHTS_DIR"
+# The models this package ships: HiFiC (stage 2, with the GAN) and its stage-1 start (no GAN).
+SHIPPED_MODELS = ("hific-tiny", "mselpips-tiny")
+REFERENCE_CROP = 256
 
 
 def bundled_folder() -> Path:
-    """The package folder that holds the bundled weights."""
-    return Path(str(resources.files("hific_tf") / "weights"))
+    """The folder of bundled weights: $HIFIC_TF_WEIGHTS_DIR, else the package's own."""
+    override = os.environ.get(WEIGHTS_ENV)
+    return Path(override) if override else Path(str(resources.files("hific_tf") / "weights"))
 
 
 def bundled_names() -> list[str]:
@@ -78,3 +90,35 @@ def load_bundled(name: str) -> HiFiC:
         known = ", ".join(bundled_names()) or "none in this installation"
         raise UserError(f"no bundled model named {name!r} (bundled: {known})")
     return load_weights(path).prepare_for_coding()
+
+
+def reference_paths(name: str, folder: Path | None = None) -> tuple[Path, Path]:
+    """The reference files (JSON, PNG) of bundled model `name`."""
+    folder = bundled_folder() if folder is None else folder
+    return folder / f"{name}.reference.json", folder / f"{name}.reference.png"
+
+
+def reference_crop(image: np.ndarray, size: int = REFERENCE_CROP) -> np.ndarray:
+    """The centre `size` x `size` crop of `image` (smaller where the image is)."""
+    height, width = image.shape[:2]
+    top, left = max(0, (height - size) // 2), max(0, (width - size) // 2)
+    return image[top:top + size, left:left + size]
+
+
+def write_reference(model: HiFiC, name: str, photo: str | Path, folder: Path,
+                    overwrite: bool = False) -> None:
+    """Codes the centre crop of `photo` with `model` (prepared for coding) and writes the
+    file size and the reconstruction as bundled model `name`'s reference files."""
+    from hific_tf.images import read_image, write_png
+    from hific_tf.metrics import psnr
+
+    crop = reference_crop(read_image(photo))
+    data = model.compress(crop).numpy()
+    reconstruction = model.decompress(data).numpy()
+    json_path, png_path = reference_paths(name, folder)
+    document = {"image": Path(photo).name, "crop": REFERENCE_CROP, "bytes": len(data),
+                "bpp": 8 * len(data) / (crop.shape[0] * crop.shape[1]),
+                "psnr_db": float(psnr(crop, reconstruction))}
+    write_atomic(json_path, (json.dumps(document, indent=2) + "\n").encode(),
+                 overwrite=overwrite)
+    write_png(png_path, reconstruction, overwrite=overwrite)

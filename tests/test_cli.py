@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from hific_tf import zoo
 from hific_tf.codec import codec_from_model
 from hific_tf.images import read_image
 
-from conftest import run_cli
+from conftest import make_tiny_model, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -163,16 +164,34 @@ def test_single_bad_file_fails_within_seconds(tmp_path, tiny_checkpoint, tiny_mo
     assert not Path(tmp_path / "cut.png").exists()
 
 
-def test_demo_runs_the_pipeline_and_says_the_weights_are_untrained(tmp_path, val768):
+def test_demo_codes_with_both_bundled_models_and_writes_the_report(tmp_path, val768,
+                                                                   monkeypatch):
+    weights = tmp_path / "weights"  # stand-ins for the bundled models
+    for seed, name in enumerate(zoo.SHIPPED_MODELS):
+        zoo.save_weights(make_tiny_model(seed=seed), weights / f"{name}.npz")
+    monkeypatch.setenv(zoo.WEIGHTS_ENV, str(weights))
+    monkeypatch.setenv("HIFIC_TF_CACHE", str(tmp_path / "empty_cache"))  # no LPIPS, no FID
     folder = tmp_path / "photos"
     folder.mkdir()
     for path in val768[:2]:
         (folder / path.name).write_bytes(path.read_bytes())
-    result = run_cli("demo", f"--input={folder}", f"--output={tmp_path / 'demo'}")
-    assert result.returncode == 0, result.stderr
-    assert "UNTRAINED" in result.stdout
-    for sub in ("compressed", "reconstructed"):
-        assert len(list((tmp_path / "demo" / sub).iterdir())) == 2
-    assert (tmp_path / "demo" / "saved_model" / "saved_model.pb").is_file()
-    rows = (tmp_path / "demo" / "summary.csv").read_text().splitlines()
-    assert rows[0].startswith("image,width,height,bytes,bpp,psnr_db") and len(rows) == 3
+    output = tmp_path / "demo"
+    result = run_cli("demo", f"--input={folder}", f"--output={output}", timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in zoo.SHIPPED_MODELS:  # one subfolder per model: .hfc files and their decodes
+        codec = codec_from_model(zoo.load_weights(weights / f"{name}.npz"))
+        for path in val768[:2]:
+            decoded = codec.decompress((output / name / f"{path.stem}.hfc").read_bytes())
+            np.testing.assert_array_equal(decoded, read_image(output / name / f"{path.stem}.png"))
+    report = output / "report"
+    rows = (report / "per_image.csv").read_text().splitlines()[1:]
+    assert {row.split(",")[0] for row in rows} == {*zoo.SHIPPED_MODELS, "jpeg", "webp", "avif"}
+    for plot in ("rd_psnr.png", "rd_ms_ssim.png", "rd_niqe.png", "figure.png"):
+        assert (report / plot).stat().st_size > 1000
+    assert "skipping LPIPS" in result.stdout and str(report) in result.stdout
+
+
+def test_demo_without_bundled_models_says_how_to_get_them(tmp_path, val768, monkeypatch):
+    monkeypatch.setenv(zoo.WEIGHTS_ENV, str(tmp_path))
+    result = run_cli("demo", f"--input={val768[0].parent}", f"--output={tmp_path / 'demo'}")
+    assert_one_clean_error(result, "make tiny-models")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from hific_tf import zoo
 from hific_tf.errors import UserError
+from hific_tf.images import read_image
 
 from conftest import make_tiny_model
 
@@ -59,7 +62,29 @@ def test_bundle_command_writes_weights_and_reports_float16_changes(tmp_path, tin
     photos.mkdir()
     (photos / val768[0].name).write_bytes(val768[0].read_bytes())
     result = run_cli("bundle", f"--model={tiny_checkpoint}", "--name=test-model",
-                     f"--output={tmp_path}", f"--check_images={photos}")
+                     f"--output={tmp_path}", f"--check_images={photos}",
+                     f"--reference_image={val768[0]}")
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "test-model.npz").is_file()
     assert "pixels differ, PSNR between decodes" in result.stdout
+    # The reference: the stored (float16) model's coding of the photo's centre crop.
+    json_path, png_path = zoo.reference_paths("test-model", tmp_path)
+    reference = json.loads(json_path.read_text())
+    assert reference["image"] == val768[0].name and reference["crop"] == zoo.REFERENCE_CROP
+    stored = zoo.load_weights(tmp_path / "test-model.npz").prepare_for_coding()
+    crop = zoo.reference_crop(read_image(val768[0]))
+    assert crop.shape == (zoo.REFERENCE_CROP, zoo.REFERENCE_CROP, 3)
+    data = stored.compress(crop).numpy()
+    assert len(data) == reference["bytes"]
+    np.testing.assert_array_equal(stored.decompress(data).numpy(), read_image(png_path))
+    # Existing weights and references are kept unless --overwrite is given.
+    again = run_cli("bundle", f"--model={tiny_checkpoint}", "--name=test-model",
+                    f"--output={tmp_path}", f"--reference_image={val768[0]}")
+    assert again.returncode == 1 and "already exists" in again.stderr
+
+
+def test_weights_folder_can_be_pointed_elsewhere(tmp_path, monkeypatch):
+    zoo.save_weights(make_tiny_model(seed=0), tmp_path / "elsewhere.npz")
+    monkeypatch.setenv(zoo.WEIGHTS_ENV, str(tmp_path))
+    assert zoo.bundled_folder() == tmp_path and zoo.bundled_names() == ["elsewhere"]
+    assert zoo.load_bundled("elsewhere").model_id is not None

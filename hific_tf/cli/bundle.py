@@ -1,7 +1,10 @@
 """hific-tf bundle --model=RUN_DIR --name=NAME: a trained model → hific_tf/weights/NAME.npz.
 
-With --check_images, it also reports what float16 storage changes: each photo is coded by
-the float32 and the float16 model and the two decoded images are compared.
+With --reference_image, it also writes NAME.reference.json and NAME.reference.png beside the
+weights: the stored model's file size and reconstruction for the centre crop of that photo,
+which tests/test_bundled.py reproduces (`make tiny-models` refreshes them). With
+--check_images, it reports what float16 storage changes: each photo is coded by the float32
+and the float16 model and the two decoded images are compared.
 """
 
 from __future__ import annotations
@@ -17,11 +20,15 @@ _MODEL = flags.DEFINE_string("model", None, "Checkpoint (run) directory.", requi
 _NAME = flags.DEFINE_string("name", None, "Bundled model name, e.g. hific-tiny.",
                             required=True)
 _OUTPUT = flags.DEFINE_string("output", None, "Folder (default: the package's weights "
-                              "folder).")
+                              "folder, or $HIFIC_TF_WEIGHTS_DIR).")
 _FLOAT32 = flags.DEFINE_bool("float32", False, "Store float32 instead of float16.")
 _CHECK = flags.DEFINE_string("check_images", None, "Folder of photos on which to compare "
                              "float16 and float32 decodes.")
-_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing weights file.")
+_REFERENCE = flags.DEFINE_string("reference_image", None, "A photo of "
+                                 "../shared/data/photos/val768 whose centre crop becomes the "
+                                 "model's reference (the test looks it up there by name).")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace existing weights and reference "
+                               "files.")
 
 
 def main(argv: list[str]) -> int:
@@ -30,17 +37,27 @@ def main(argv: list[str]) -> int:
     import numpy as np
 
     from hific_tf import checkpoints, zoo
+    from hific_tf.files import check_writable
 
-    model = checkpoints.load_model(_MODEL.value)
     folder = Path(_OUTPUT.value) if _OUTPUT.value else zoo.bundled_folder()
     path = folder / f"{_NAME.value}{zoo.SUFFIX}"
+    references = zoo.reference_paths(_NAME.value, folder) if _REFERENCE.value else ()
+    for target in (path, *references):
+        check_writable(target, _OVERWRITE.value)
+    if _REFERENCE.value and not Path(_REFERENCE.value).is_file():
+        raise UserError(f"--reference_image={_REFERENCE.value} is not a file")
+    model = checkpoints.load_model(_MODEL.value)
     zoo.save_weights(model, path, float16=not _FLOAT32.value, overwrite=_OVERWRITE.value)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
+    stored = zoo.load_weights(path).prepare_for_coding()
+    if _REFERENCE.value:
+        zoo.write_reference(stored, _NAME.value, _REFERENCE.value, folder,
+                            overwrite=_OVERWRITE.value)
+        print(f"wrote {' and '.join(str(p) for p in references)}")
     if _CHECK.value:
         from hific_tf.images import list_images, read_image
         from hific_tf.metrics import psnr
 
-        stored = zoo.load_weights(path).prepare_for_coding()
         model.prepare_for_coding()
         for photo_path in list_images(_CHECK.value):
             photo = read_image(photo_path)

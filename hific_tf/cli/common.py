@@ -1,4 +1,5 @@
-"""What the commands share: error handling, input/output pairing, folder coding loops."""
+"""What the commands share: error handling, input/output pairing, folder coding loops, the
+evaluation report (evaluate, demo)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,27 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from absl import app, logging
+from absl import app, flags, logging
 
 from hific_tf import images
 from hific_tf.bitstream import FILE_SUFFIX
 from hific_tf.errors import UserError
 from hific_tf.files import check_writable, write_atomic
 from hific_tf.progress import Progress
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from hific_tf.codecs import ClassicCodec
+    from hific_tf.evaluation import Entry, Measures
+
+
+# Every command that can run a published model (compress, decompress, evaluate, train).
+PUBLISHED_DIR = flags.DEFINE_string(
+    "published_dir", None, "Folder holding the published hific-lo/-mi/-hi .metagraph files "
+    "you placed there (default $HIFIC_TF_PUBLISHED_DIR, else the download cache).")
 
 
 def fail(message: str) -> None:
@@ -113,3 +127,71 @@ def code_files(pairs: list[tuple[Path, Path]], convert: Callable[[Path], tuple[b
 
 IMAGE_INPUTS = images.IMAGE_SUFFIXES
 COMPRESSED_INPUTS = (FILE_SUFFIX, ".tfci")
+
+
+def load_measures(cache_dir: str | None, offline: bool | None,
+                  inception: str | None) -> Measures:
+    """NIQE always; LPIPS and Inception where their weights can be had, else a note."""
+    from hific_tf.cache import MissingResourceError
+    from hific_tf.evaluation import Measures
+    from hific_tf.perceptual.niqe import niqe
+
+    measures = Measures(niqe=niqe)
+    try:
+        from hific_tf.evaluation import lpips_distance
+        from hific_tf.perceptual.lpips import load_lpips
+
+        measures.lpips = lpips_distance(load_lpips(cache_dir=cache_dir, offline=offline))
+    except MissingResourceError as error:
+        measures.skipped["lpips"] = str(error)
+    try:
+        from hific_tf.perceptual.inception import InceptionFeatures, resolve_inception
+
+        measures.inception = InceptionFeatures(resolve_inception(inception, cache_dir,
+                                                                 offline))
+    except MissingResourceError as error:
+        measures.skipped["fid"] = measures.skipped["kid"] = str(error)
+    return measures
+
+
+def report(images: dict[str, np.ndarray], models: list[Entry], classics: list[ClassicCodec],
+           rates: list[float], measures: Measures, output: Path) -> dict[str, Path]:
+    """Evaluates the models, then the classic codecs at `rates` (default: the first model's
+    mean bpp and twice it); writes the report and a figure of the first image (the models
+    and each classic codec at the first rate) into `output`; prints a table and the files."""
+    from hific_tf import evaluation
+
+    for metric, how in measures.skipped.items():
+        print(f"skipping {metric.upper()}: {how}", flush=True)
+    rows, summaries = evaluation.evaluate(images, models, measures)
+    if not rates:
+        rates = [summaries[0]["bpp"], 2 * summaries[0]["bpp"]]
+    classic_entries = [evaluation.classic_entry(codec.name, codec, rate)
+                       for codec in classics for rate in rates]
+    more_rows, more_summaries = evaluation.evaluate(images, classic_entries, measures)
+    rows += more_rows
+    summaries += more_summaries
+
+    written = evaluation.write_reports(rows, summaries, measures, output)
+    first_image = next(iter(images.values()))
+    panels = []
+    for entry in [*models, *(e for e in classic_entries if e.target_bpp == rates[0])]:
+        coded = entry.code(first_image)
+        bpp = 8 * coded.num_bytes / (first_image.shape[0] * first_image.shape[1])
+        panels.append((f"{entry.codec}, {bpp:.3f} bpp", coded.reconstruction))
+    written["figure"] = evaluation.side_by_side_figure(first_image, panels,
+                                                       output / "figure.png")
+
+    print(f"\n{'codec':<16} {'setting':<20} {'bpp':>7} {'PSNR':>7} {'MS-SSIM':>8} "
+          f"{'LPIPS':>7} {'NIQE':>7} {'FID':>8} {'KID':>9}")
+    for s in summaries:
+        cells = [f"{s[k]:>7.4f}" if s.get(k) is not None else f"{'-':>7}"
+                 for k in ("bpp", "psnr", "ms_ssim", "lpips", "niqe", "fid", "kid")]
+        print(f"{s['codec']:<16} {s['setting']:<20} " + " ".join(cells))
+    print("\nwritten:")
+    for what, path in written.items():
+        print(f"  {what:<14} {path}")
+    if measures.skipped:
+        print("skipped metrics: " + ", ".join(sorted(measures.skipped)) +
+              " (see the lines above for how to enable them)")
+    return written

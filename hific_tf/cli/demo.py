@@ -1,110 +1,104 @@
-"""hific-tf demo: the whole pipeline on a folder of photos.
+"""hific-tf demo: the bundled models on a folder of photos, against JPEG, WebP and AVIF.
 
-Until the bundled trained model exists, the model is freshly initialised: the run shows the
-machinery (networks, entropy coding, file format, SavedModel) working end to end, not image
-quality, and says so.
+Every photo is compressed with each bundled model (hific-tiny, mselpips-tiny): `.hfc` files
+and PNG reconstructions, one subfolder per model. Then the evaluation report compares the
+models with the classic codecs at hific-tiny's mean rate and twice it: per-image CSV,
+CompressAI-layout JSON, rd_*.png plots and a side-by-side crop figure. Metrics: bpp, PSNR,
+MS-SSIM and NIQE, plus LPIPS and FID/KID only where their weights are already cached (the
+demo never downloads; it says what it skips).
 """
 
 from __future__ import annotations
 
-import csv
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from absl import flags
 
 from hific_tf.cli import common
 from hific_tf.errors import UserError
-from hific_tf.files import write_atomic
-from hific_tf.progress import Progress
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from hific_tf.codec import Codec
+    from hific_tf.evaluation import Entry
 
 _INPUT = flags.DEFINE_string("input", "../shared/data/photos/val768",
                              "Folder of images to code.")
 _OUTPUT = flags.DEFINE_string("output", "out/demo",
                               "Folder for the results; the demo replaces its own files there.")
-_PRESET = flags.DEFINE_string("preset", "tiny", "Model preset to initialise.")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the random initialisation.")
 
-UNTRAINED_NOTICE = (
-    "NOTE: the weights are UNTRAINED (a freshly initialised '{preset}' model, seed {seed}). "
-    "Reconstructions are not meant to look like the photos and the rates say nothing about "
-    "HiFiC; this run demonstrates the pipeline: networks, hyperprior entropy coding, the .hfc "
-    "format, checkpoint and SavedModel.")
+CLASSIC_CODECS = ("jpeg", "webp", "avif")
+
+
+def code_and_save(name: str, codec: Codec, images: dict[str, np.ndarray],
+                  folder: Path) -> Entry:
+    """Codes every image with `codec`, writing STEM.hfc and STEM.png into `folder`; returns an
+    evaluation entry that replays these results rather than coding again."""
+    from hific_tf.bitstream import FILE_SUFFIX
+    from hific_tf.evaluation import Coded, Entry
+    from hific_tf.files import write_atomic
+    from hific_tf.images import write_png
+    from hific_tf.progress import Progress
+
+    coded: dict[bytes, Coded] = {}
+    progress = Progress(len(images), unit="image")
+    for done, (image_name, image) in enumerate(images.items(), start=1):
+        data = codec.compress(image)
+        reconstruction = codec.decompress(data)
+        stem = Path(image_name).stem
+        write_atomic(folder / f"{stem}{FILE_SUFFIX}", data, overwrite=True)
+        write_png(folder / f"{stem}.png", reconstruction, overwrite=True)
+        coded[image.tobytes()] = Coded(len(data), reconstruction)
+        bpp = 8 * len(data) / (image.shape[0] * image.shape[1])
+        progress.update(done, f"{name}  {image_name}  {bpp:.3f} bpp")
+    return Entry(codec=name, setting="model", target_bpp=None,
+                 code=lambda image: coded[image.tobytes()])
 
 
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from hific_tf import images
-    from hific_tf.checkpoints import save_model
-    from hific_tf.codec import codec_from_model, load_codec
-    from hific_tf.configs import model_preset
+    started = time.monotonic()
+    from hific_tf import zoo
 
-    try:
-        config = model_preset(_PRESET.value)
-    except ValueError as error:
-        raise UserError(str(error)) from None
     folder = Path(_INPUT.value)
     if not folder.is_dir():
         raise UserError(f"input folder {folder} does not exist; pass --input=FOLDER")
-    sources = images.list_images(folder)
+    names = [name for name in zoo.SHIPPED_MODELS if name in zoo.bundled_names()]
+    if not names:
+        raise UserError(f"the bundled models ({', '.join(zoo.SHIPPED_MODELS)}) are not in "
+                        f"{zoo.bundled_folder()}; train and bundle them with `make "
+                        f"tiny-models`, or set ${zoo.WEIGHTS_ENV} to a folder that holds them")
+    for name in zoo.SHIPPED_MODELS:
+        if name not in names:
+            print(f"note: {name} is not bundled; the demo runs without it", flush=True)
+
+    from hific_tf.codec import load_codec
+    from hific_tf.codecs import get_codec
+    from hific_tf.images import list_images, read_image
+    from hific_tf.progress import format_duration
+
+    sources = list_images(folder)
     if not sources:
         raise UserError(f"{folder} holds no images")
+    classics = [get_codec(name) for name in CLASSIC_CODECS]
+    for codec in classics:
+        codec.require()
     output = Path(_OUTPUT.value)
-    print(UNTRAINED_NOTICE.format(preset=_PRESET.value, seed=_SEED.value), flush=True)
+    print(f"coding {len(sources)} images from {folder} with {', '.join(names)}", flush=True)
+    images = {path.name: read_image(path) for path in sources}
+    models = [code_and_save(name, load_codec(name), images, output / name) for name in names]
+    print(f"evaluating against {', '.join(CLASSIC_CODECS)} at matched rates", flush=True)
+    measures = common.load_measures(cache_dir=None, offline=True, inception=None)
+    written = common.report(images, models, classics, [], measures, output / "report")
 
-    import tensorflow as tf
-
-    from hific_tf.export import export_saved_model
-    from hific_tf.metrics import psnr
-    from hific_tf.model import HiFiC
-
-    tf.keras.utils.set_random_seed(_SEED.value)
-    model = HiFiC(config).build_weights()
-    checkpoint_dir = output / "checkpoint"
-    save_model(model, checkpoint_dir)
-    model.prepare_for_coding()
-    saved_model_dir = output / "saved_model"
-    export_saved_model(model, saved_model_dir, overwrite=True)
-    encoder = codec_from_model(model)
-    decoder = load_codec(saved_model_dir)
-
-    rows = []
-    progress = Progress(len(sources), unit="image")
-    for done, source in enumerate(sources, start=1):
-        image = images.read_image(source)
-        started = time.monotonic()
-        data = encoder.compress(image)
-        encode_seconds = time.monotonic() - started
-        started = time.monotonic()
-        reconstruction = decoder.decompress(data)
-        decode_seconds = time.monotonic() - started
-        write_atomic(output / "compressed" / f"{source.stem}.hfc", data, overwrite=True)
-        images.write_png(output / "reconstructed" / f"{source.stem}.png", reconstruction,
-                         overwrite=True)
-        height, width = image.shape[:2]
-        row = {"image": source.name, "width": width, "height": height, "bytes": len(data),
-               "bpp": 8 * len(data) / (height * width),
-               "psnr_db": float(psnr(image, reconstruction)),
-               "encode_s": encode_seconds, "decode_s": decode_seconds}
-        rows.append(row)
-        progress.update(done, f"{source.name}  {row['bpp']:.4f} bpp  {row['psnr_db']:.2f} dB")
-
-    summary = output / "summary.csv"
-    with summary.open("w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    mean_bpp = sum(r["bpp"] for r in rows) / len(rows)
-    mean_psnr = sum(r["psnr_db"] for r in rows) / len(rows)
-    print(f"\n{len(rows)} images: mean {mean_bpp:.4f} bpp, mean PSNR {mean_psnr:.2f} dB "
-          "(untrained weights)")
-    print(f"encoded with the in-memory model, decoded with the exported SavedModel\n"
-          f"  checkpoint:      {checkpoint_dir}\n"
-          f"  SavedModel:      {saved_model_dir}\n"
-          f"  compressed:      {output / 'compressed'}\n"
-          f"  reconstructions: {output / 'reconstructed'}\n"
-          f"  per-image table: {summary}")
+    print(f"\ndone in {format_duration(time.monotonic() - started)}")
+    for name in names:
+        print(f"  {name + ':':<15} {output / name} (.hfc files, PNG reconstructions)")
+    print(f"  {'report:':<15} {output / 'report'}\n  {'figure:':<15} {written['figure']}")
     return 0
 
 

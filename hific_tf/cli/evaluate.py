@@ -32,30 +32,6 @@ _INCEPTION = flags.DEFINE_string("inception", None, "Inception for FID/KID: TF-H
 _LIMIT = flags.DEFINE_integer("limit", None, "Evaluate only the first N images.")
 
 
-def load_measures(cache_dir: str | None, offline: bool | None, inception: str | None):
-    """NIQE always; LPIPS and Inception where their weights can be had, else a note."""
-    from hific_tf.cache import MissingResourceError
-    from hific_tf.evaluation import Measures
-    from hific_tf.perceptual.niqe import niqe
-
-    measures = Measures(niqe=niqe)
-    try:
-        from hific_tf.evaluation import lpips_distance
-        from hific_tf.perceptual.lpips import load_lpips
-
-        measures.lpips = lpips_distance(load_lpips(cache_dir=cache_dir, offline=offline))
-    except MissingResourceError as error:
-        measures.skipped["lpips"] = str(error)
-    try:
-        from hific_tf.perceptual.inception import InceptionFeatures, resolve_inception
-
-        measures.inception = InceptionFeatures(resolve_inception(inception, cache_dir,
-                                                                 offline))
-    except MissingResourceError as error:
-        measures.skipped["fid"] = measures.skipped["kid"] = str(error)
-    return measures
-
-
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -78,44 +54,10 @@ def main(argv: list[str]) -> int:
         raise UserError(f"--rates must be numbers, got {_RATES.value}") from None
     classics = [get_codec(name) for name in _CODECS.value]
     images = {path.name: read_image(path) for path in paths}
-    measures = load_measures(_CACHE_DIR.value, _OFFLINE.value, _INCEPTION.value)
-    for metric, how in measures.skipped.items():
-        print(f"skipping {metric.upper()}: {how}", flush=True)
-
-    models = [(Path(path).name, load_codec(path)) for path in _MODELS.value]
-    model_entries = [evaluation.model_entry(name, codec) for name, codec in models]
-    rows, summaries = evaluation.evaluate(images, model_entries, measures)
-    if not rates:
-        rates = [summaries[0]["bpp"], 2 * summaries[0]["bpp"]]
-    classic_entries = [evaluation.classic_entry(codec.name, codec, rate)
-                       for codec in classics for rate in rates]
-    more_rows, more_summaries = evaluation.evaluate(images, classic_entries, measures)
-    rows += more_rows
-    summaries += more_summaries
-
-    output = Path(_OUTPUT.value)
-    written = evaluation.write_reports(rows, summaries, measures, output)
-    first_image = next(iter(images.values()))
-    panels = []
-    for entry in [*model_entries, *classic_entries[:2]]:
-        coded = entry.code(first_image)
-        bpp = 8 * coded.num_bytes / (first_image.shape[0] * first_image.shape[1])
-        panels.append((f"{entry.codec}, {bpp:.3f} bpp", coded.reconstruction))
-    written["figure"] = evaluation.side_by_side_figure(first_image, panels,
-                                                       output / "figure.png")
-
-    print(f"\n{'codec':<16} {'setting':<20} {'bpp':>7} {'PSNR':>7} {'MS-SSIM':>8} "
-          f"{'LPIPS':>7} {'NIQE':>7} {'FID':>8} {'KID':>9}")
-    for s in summaries:
-        cells = [f"{s[k]:>7.4f}" if s.get(k) is not None else f"{'-':>7}"
-                 for k in ("bpp", "psnr", "ms_ssim", "lpips", "niqe", "fid", "kid")]
-        print(f"{s['codec']:<16} {s['setting']:<20} " + " ".join(cells))
-    print("\nwritten:")
-    for what, path in written.items():
-        print(f"  {what:<14} {path}")
-    if measures.skipped:
-        print("skipped metrics: " + ", ".join(sorted(measures.skipped)) +
-              " (see the lines above for how to enable them)")
+    measures = common.load_measures(_CACHE_DIR.value, _OFFLINE.value, _INCEPTION.value)
+    models = [evaluation.model_entry(Path(path).name, load_codec(path, common.PUBLISHED_DIR.value))
+              for path in _MODELS.value]
+    common.report(images, models, classics, rates, measures, Path(_OUTPUT.value))
     return 0
 
 
