@@ -115,3 +115,35 @@ def test_import_refuses_graphs_that_are_not_hific() -> None:
     with pytest.raises(weight_import.StructureError,
                        match="the sender has 0 range coders, HiFiC has two"):
         weight_import.import_published(meta_graph, TINY, "tiny")
+
+
+@pytest.mark.slow
+def test_training_starts_from_an_imported_published_model(
+        stand_in: tf.compat.v1.MetaGraphDef, source_model: HiFiC, data_dir, tmp_path) -> None:
+    from hific_tf.checkpoints import load_model
+
+    from conftest import run_cli
+
+    folder = tmp_path / "published"
+    folder.mkdir()
+    (folder / "hific-lo.metagraph").write_bytes(stand_in.SerializeToString())
+    run = tmp_path / "run"
+    common = [f"--run_dir={run}", "--num_steps=1", "--crop_size=64", "--batch_size=2",
+              "--cache_decoded", f"--data={data_dir / 'photos' / 'train'}",
+              f"--published_dir={folder}"]
+    result = run_cli("train", "--preset=tiny-mselpips", "--init_from_published=hific-lo",
+                     *common)
+    assert result.returncode == 0, result.stderr[-2000:]
+    trained = load_model(run)
+    # One Adam step moves each weight by about the learning rate (1e-3) at most.
+    for network in ("encoder", "generator"):
+        for after, before in zip(getattr(trained, network).weights,
+                                 getattr(source_model, network).weights, strict=True):
+            np.testing.assert_allclose(after, before, atol=2e-3)
+    result = run_cli("train", "--preset=mselpips-lo", "--k_p=0",
+                     "--init_from_published=hific-lo", *common[1:],
+                     f"--run_dir={tmp_path / 'other'}")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert ("error: the graph's structure differs from the hific architecture: "
+            "encoder_channels is (8, 16, 24, 32, 48) in the graph, (60, 120, 240, 480, 960) "
+            "in hific") in result.stderr

@@ -81,8 +81,7 @@ def imported_model(config: TrainingConfig):
 
     path = metagraph_path(_INIT_FROM_PUBLISHED.value, common.PUBLISHED_DIR.value,
                           _CACHE_DIR.value, _OFFLINE.value)
-    return import_published_file(path, model_preset(config.model),
-                                 f"the --preset's model {config.model!r}")
+    return import_published_file(path, model_preset(config.model), config.model)
 
 
 def main(argv: list[str]) -> int:
