@@ -3,7 +3,8 @@
 #
 #   experiments/compare.sh FOLDER OUTPUT MODEL [MODEL ...]
 #
-# MODEL: a hific-tf checkpoint or SavedModel directory. The classic codecs (JPEG, WebP,
+# MODEL: a bundled or published model name (hific-tiny, hific-lo, ...) or a hific-tf
+# checkpoint or SavedModel directory. The classic codecs (JPEG, WebP,
 # AVIF, JPEG 2000, and JPEG XL / HEVC where `make codec-tools` installed them) are run at
 # the first model's mean bpp and at twice it. The report (per_image.csv, one CompressAI-
 # layout JSON per codec, summary.json, rd_*.png, figure.png) lands in OUTPUT.
