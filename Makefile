@@ -27,6 +27,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/codec_speed.py
 	$(BIN)/python benchmarks/train_step.py
+	$(BIN)/python benchmarks/bundled_models.py
 
 # The bundled small models, stage 1 (no GAN) then stage 2 (GAN), trained on this machine's
 # photos; run directories resume, so the target also continues an interrupted recipe.

@@ -248,7 +248,7 @@ TRAINING_PRESETS: dict[str, TrainingConfig] = {
     "small-hific": TrainingConfig(
         model="small", stage="hific", target_rate=0.15, k_p=0.0, crop_size=128,
         data_short_side=512, learning_rate=1e-4, rate_warmup_steps=0,
-        learning_rate_decay_step=2_500, num_steps=3_000, checkpoint_every=250,
+        learning_rate_decay_step=7_000, num_steps=8_000, checkpoint_every=250,
         keep_checkpoints=4, log_every=25, summary_every=25, image_every=1_000,
         validate_every=250),
 }

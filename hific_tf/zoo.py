@@ -30,6 +30,9 @@ WEIGHTS_ENV = "HIFIC_TF_WEIGHTS_DIR"
 # The models this package ships: HiFiC (stage 2, with the GAN) and its stage-1 start (no GAN).
 SHIPPED_MODELS = ("hific-tiny", "mselpips-tiny")
 REFERENCE_CROP = 256
+# The shipped models' target rate on 768 x 512 photos (training aims its crops lower, see
+# the small-* presets in configs.py).
+TARGET_BPP = 0.25
 
 
 def bundled_folder() -> Path:
