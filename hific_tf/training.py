@@ -299,20 +299,25 @@ class Trainer:
         return outputs.quantized_bpp[0] * pixels, reconstruction
 
     def validate(self, photos: Sequence[np.ndarray]) -> dict[str, float]:
-        """Mean bpp (the model's estimate for the rounded latents) and PSNR on whole photos,
-        to notice a run that gets worse on images it has not seen."""
-        bpps, psnrs = [], []
+        """Mean bpp (the model's estimate for the rounded latents), PSNR and NIQE on whole
+        photos, to notice a run that gets worse on images it has not seen: blurrier or
+        noisier (PSNR) or less natural-looking (NIQE, what the GAN is meant to lower)."""
+        from hific_tf.perceptual.niqe import niqe
+
+        bpps, psnrs, niqes = [], [], []
         for photo in photos:
             bits, reconstruction = self._validation_pass(tf.constant(photo))
             bpps.append(float(bits) / (photo.shape[0] * photo.shape[1]))
             psnrs.append(float(psnr(photo, reconstruction)))
-        return {"bpp": float(np.mean(bpps)), "psnr": float(np.mean(psnrs))}
+            niqes.append(niqe(reconstruction.numpy()))
+        return {"bpp": float(np.mean(bpps)), "psnr": float(np.mean(psnrs)),
+                "niqe": float(np.mean(niqes))}
 
     def _record_validation(self, step: int, photos: Sequence[np.ndarray],
                            log: Callable[[str], None]) -> None:
         result = self.validate(photos)
         log(f"validation at step {step}: {result['bpp']:.4f} bpp, {result['psnr']:.2f} dB "
-            f"PSNR on {len(photos)} photos")
+            f"PSNR, NIQE {result['niqe']:.2f} on {len(photos)} photos")
         if self.chief:
             with self._validation_writer.as_default(step=step):
                 for name, value in result.items():

@@ -277,3 +277,34 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path, train_folder):
     stopped = int(stdout.split("stopped at step ")[1].split(";")[0])
     assert stopped >= 3
     assert tf.train.latest_checkpoint(str(run)).endswith(f"ckpt-{stopped}")
+
+
+def test_validation_records_bpp_psnr_and_niqe_on_whole_photos(tmp_path, train_folder, val768):
+    from hific_tf.images import read_image
+    from hific_tf.metrics import psnr
+    from hific_tf.model import reflect_pad, to_uint8
+    from hific_tf.perceptual.niqe import niqe
+
+    config = small("tiny-mselpips", num_steps=2, validate_every=2)
+    trainer = Trainer(config, tmp_path / "run")
+    trainer.restore_or_initialize()
+    photos = [read_image(path)[:200, :300] for path in val768[:2]]
+    lines = []
+    trainer.fit(dataset_for(trainer, train_folder), log=lines.append,
+                validation_photos=photos)
+    record, = [json.loads(line) for line in
+               (tmp_path / "run" / "validation.jsonl").read_text().splitlines()]
+    assert record["step"] == 2 and any("validation at step 2" in line for line in lines)
+    # An independent pass: the whole photo, padded, through the model, cropped back.
+    model = trainer.model
+    expected_psnr, expected_niqe = [], []
+    for photo in photos:
+        padded = reflect_pad(tf.constant(photo, tf.float32) / 255.0, 64)[tf.newaxis]
+        reconstruction = to_uint8(model(padded, training=False).reconstruction[0, :200, :300])
+        expected_psnr.append(float(psnr(photo, reconstruction)))
+        expected_niqe.append(niqe(reconstruction.numpy()))
+    assert record["psnr"] == pytest.approx(np.mean(expected_psnr), rel=1e-5)
+    # The training graph and this eager pass may round a few pixels differently, which
+    # moves NIQE (a statistic of local contrasts) slightly more than PSNR.
+    assert record["niqe"] == pytest.approx(np.mean(expected_niqe), rel=2e-3)
+    assert 0 < record["bpp"] < 24
