@@ -108,6 +108,7 @@ class Trainer:
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, str(checkpoint_dir), max_to_keep=config.keep_checkpoints)
         self._stop_requested = False
+        self.stop_signal: int | None = None  # the signal that stopped the last fit
 
     def _optimizer(self) -> tf.keras.optimizers.Optimizer:
         config = self.config
@@ -280,6 +281,7 @@ class Trainer:
 
     def _request_stop(self, signum: int, _frame: object) -> None:
         self._stop_requested = True
+        self.stop_signal = signum
         print(f"\nreceived {signal.Signals(signum).name}: saving a checkpoint after this "
               "step", flush=True)
 
@@ -333,6 +335,7 @@ class Trainer:
         """
         config = self.config
         self._stop_requested = False
+        self.stop_signal = None
         iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
         writer = tf.summary.create_file_writer(
             str(self.run_dir / "train")) if self.chief else tf.summary.create_noop_writer()

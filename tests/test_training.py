@@ -254,7 +254,7 @@ def test_multi_worker_mirrored_two_workers_end_with_identical_weights(tmp_path, 
     assert not (tmp_path / "run" / ".workers" / "1").exists()
 
 
-def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path, train_folder):
+def test_sigterm_saves_a_checkpoint_and_exits_with_the_signal_status(tmp_path, train_folder):
     import signal
     import time
 
@@ -272,8 +272,9 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path, train_folder):
             break
     process.send_signal(signal.SIGTERM)
     stdout, stderr = process.communicate(timeout=120)
-    assert process.returncode == 0, stderr[-2000:]
+    assert process.returncode == 128 + signal.SIGTERM, stderr[-2000:]
     assert "received SIGTERM" in stdout
+    assert "run the same command to resume" in stdout
     stopped = int(stdout.split("stopped at step ")[1].split(";")[0])
     assert stopped >= 3
     assert tf.train.latest_checkpoint(str(run)).endswith(f"ckpt-{stopped}")

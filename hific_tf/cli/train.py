@@ -114,6 +114,11 @@ def main(argv: list[str]) -> int:
             raise UserError(f"--validation_data={_VALIDATION.value} holds no images")
     final = trainer.fit(dataset, validation_photos=photos)
     print(f"stopped at step {final}; checkpoints in {trainer.run_dir}", flush=True)
+    if trainer.stop_signal is not None:
+        # Interrupted short of num_steps: a non-zero status keeps a script (make
+        # tiny-models) from going on as if training had finished.
+        print("interrupted; run the same command to resume", flush=True)
+        return 128 + trainer.stop_signal
     return 0
 
 
