@@ -1,0 +1,153 @@
+"""Does stage 2 (the GAN) lower NIQE on val768? Every retained checkpoint of the given runs.
+
+For each run directory (a stage-1 run as the reference, stage-2 runs to compare with it),
+restores every checkpoint still on disk, codes each val768 photo with the rounded latents
+(bpp is the model's estimate, as in training validation) and records PSNR and NIQE per
+photo. Writes per_checkpoint.csv (one row per run, step and photo), summary.json (means and,
+for stage-2 checkpoints, on how many photos NIQE is below the reference's; also each run's
+validation history, the NIQE that training recorded every few hundred steps) and niqe.png
+to benchmarks/results/gan_niqe/, with the machine.
+
+    .venv/bin/python benchmarks/gan_niqe.py --reference=~/runs/small-mselpips \
+        --runs=~/runs/small-hific,~/runs/abl-beta0.05,~/runs/abl-beta0.015
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from machine import machine
+
+RESULTS = Path(__file__).parent / "results" / "gan_niqe"
+
+
+def checkpoint_rows(run: Path, photos: dict[str, np.ndarray]) -> list[dict]:
+    """Per-photo bpp, PSNR and NIQE of every checkpoint kept in `run`."""
+    import tensorflow as tf
+
+    from hific_tf.checkpoints import read_config
+    from hific_tf.metrics import psnr
+    from hific_tf.model import HiFiC, reflect_pad, to_uint8
+    from hific_tf.perceptual.niqe import niqe
+
+    config = read_config(run)
+    training = json.loads((run / "train_config.json").read_text())
+    model = HiFiC(config).build_weights()
+    prefixes = tf.train.get_checkpoint_state(str(run)).all_model_checkpoint_paths
+    rows = []
+    for prefix in prefixes:
+        tf.train.Checkpoint(model=model).restore(prefix).expect_partial()
+        step = int(prefix.rsplit("-", 1)[1])
+        for name, photo in photos.items():
+            padded = reflect_pad(tf.constant(photo, tf.float32) / 255.0, config.pad_multiple)
+            outputs = model(padded[tf.newaxis], training=False)
+            height, width = photo.shape[:2]
+            decoded = to_uint8(outputs.reconstruction[0, :height, :width]).numpy()
+            pixels = padded.shape[0] * padded.shape[1]
+            rows.append({"run": run.name, "stage": training["stage"],
+                         "beta": training["beta"], "step": step, "photo": name,
+                         "bpp": float(outputs.quantized_bpp[0]) * pixels / (height * width),
+                         "psnr": float(psnr(photo, decoded)), "niqe": niqe(decoded)})
+        print(f"{run.name} step {step}: NIQE "
+              f"{np.mean([r['niqe'] for r in rows if r['step'] == step]):.2f}", flush=True)
+    return rows
+
+
+def summarise(rows: list[dict], reference: str) -> list[dict]:
+    """Means per checkpoint; stage-2 rows also count the photos where NIQE beats the
+    reference run's last checkpoint."""
+    last = max(r["step"] for r in rows if r["run"] == reference)
+    reference_niqe = {r["photo"]: r["niqe"] for r in rows
+                      if r["run"] == reference and r["step"] == last}
+    summary = []
+    for run, step in sorted({(r["run"], r["step"]) for r in rows}):
+        group = [r for r in rows if r["run"] == run and r["step"] == step]
+        entry = {"run": run, "beta": group[0]["beta"], "step": step,
+                 **{key: float(np.mean([r[key] for r in group]))
+                    for key in ("bpp", "psnr", "niqe")}}
+        if run != reference:
+            entry["photos_below_reference"] = sum(
+                r["niqe"] < reference_niqe[r["photo"]] for r in group)
+        summary.append(entry)
+    return summary
+
+
+def validation_history(run: Path) -> list[dict]:
+    """The validation records of `run` that include NIQE (recorded during training)."""
+    path = run / "validation.jsonl"
+    if not path.exists():
+        return []
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [record for record in records if "niqe" in record]
+
+
+def plot(summary: list[dict], histories: dict[str, list[dict]], reference: str,
+         original_niqe: float, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for run in sorted({s["run"] for s in summary} - {reference}):
+        points = [s for s in summary if s["run"] == run]
+        line, = axis.plot([s["step"] for s in points], [s["niqe"] for s in points], "o",
+                          label=f"{run} (GAN, β = {points[0]['beta']:g})")
+        history = histories.get(run, [])
+        if history:
+            axis.plot([h["step"] for h in history], [h["niqe"] for h in history], "-",
+                      color=line.get_color(), alpha=0.6)
+    reference_niqe = [s for s in summary if s["run"] == reference][-1]["niqe"]
+    axis.axhline(reference_niqe, color="black", linestyle="--",
+                 label=f"{reference} (no GAN) {reference_niqe:.2f}")
+    axis.axhline(original_niqe, color="grey", linestyle=":",
+                 label=f"the original photos {original_niqe:.2f}")
+    axis.set_xlabel("stage-2 step")
+    axis.set_ylabel("mean NIQE on val768 (lower is better)")
+    axis.set_title("Stage 2 against stage 1 on val768\n"
+                   "(dots: retained checkpoints; lines: validation during training)")
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reference", required=True, help="the stage-1 run directory")
+    parser.add_argument("--runs", required=True, help="stage-2 run directories, commas")
+    parser.add_argument("--input", default="../shared/data/photos/val768")
+    arguments = parser.parse_args()
+    if not Path(arguments.input).is_dir():
+        print(f"skipped: {arguments.input} is not there (the project's photos)")
+        return 0
+    from hific_tf.images import list_images, read_image
+    from hific_tf.perceptual.niqe import niqe
+
+    photos = {Path(path).name: read_image(path) for path in list_images(arguments.input)}
+    reference = Path(arguments.reference).expanduser()
+    runs = [reference] + [Path(run).expanduser() for run in arguments.runs.split(",")]
+    rows = [row for run in runs for row in checkpoint_rows(run, photos)]
+    summary = summarise(rows, reference.name)
+    histories = {run.name: validation_history(run) for run in runs}
+    original_niqe = float(np.mean([niqe(photo) for photo in photos.values()]))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with (RESULTS / "per_checkpoint.csv").open("w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    (RESULTS / "summary.json").write_text(json.dumps(
+        {"machine": machine(), "input": arguments.input, "original_niqe": original_niqe,
+         "checkpoints": summary, "validation_history": histories}, indent=2) + "\n")
+    plot(summary, histories, reference.name, original_niqe, RESULTS / "niqe.png")
+    print(f"results in {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
