@@ -107,7 +107,6 @@ class Trainer:
             self.strategy.cluster_resolver.task_id)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, str(checkpoint_dir), max_to_keep=config.keep_checkpoints)
-        self._stop_requested = False
         self.stop_signal: int | None = None  # the signal that stopped the last fit
 
     def _optimizer(self) -> tf.keras.optimizers.Optimizer:
@@ -280,7 +279,6 @@ class Trainer:
     # ----------------------------------------------------------------------- the loop
 
     def _request_stop(self, signum: int, _frame: object) -> None:
-        self._stop_requested = True
         self.stop_signal = signum
         print(f"\nreceived {signal.Signals(signum).name}: saving a checkpoint after this "
               "step", flush=True)
@@ -334,7 +332,6 @@ class Trainer:
         `validation_photos` (uint8 RGB) are evaluated every `validate_every` steps.
         """
         config = self.config
-        self._stop_requested = False
         self.stop_signal = None
         iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
         writer = tf.summary.create_file_writer(
@@ -346,7 +343,7 @@ class Trainer:
         start_step = int(self.step.numpy())
         started = time.monotonic()
         try:
-            while int(self.step.numpy()) < config.num_steps and not self._stop_requested:
+            while int(self.step.numpy()) < config.num_steps and self.stop_signal is None:
                 metrics = {k: float(v) for k, v in self.train_step(iterator).items()}
                 step = int(self.step.numpy())
                 bad = [k for k, v in metrics.items() if not math.isfinite(v)]
