@@ -8,8 +8,9 @@ for stage-2 checkpoints, on how many photos NIQE is below the reference's; also 
 validation history, the NIQE that training recorded every few hundred steps) and niqe.png
 to benchmarks/results/gan_niqe/, with the machine.
 
-    .venv/bin/python benchmarks/gan_niqe.py --reference=~/runs/small-mselpips \
-        --runs=~/runs/small-hific,~/runs/abl-beta0.05,~/runs/abl-beta0.015
+    .venv/bin/python benchmarks/gan_niqe.py --reference=~/runs/small-mselpips \\
+        --runs=~/runs/small-hific,~/runs/abl-beta0.05,~/runs/abl-beta0.015,\\
+~/runs/s2-b03-t125,~/runs/s2-b05-lr3e5
 """
 
 from __future__ import annotations
