@@ -1,4 +1,4 @@
-"""Does stage 2 (the GAN) lower NIQE on val768? Every retained checkpoint of the given runs.
+r"""Does stage 2 (the GAN) lower NIQE on val768? Every retained checkpoint of the given runs.
 
 For each run directory (a stage-1 run as the reference, stage-2 runs to compare with it),
 restores every checkpoint still on disk, codes each val768 photo with the rounded latents
@@ -8,9 +8,8 @@ for stage-2 checkpoints, on how many photos NIQE is below the reference's; also 
 validation history, the NIQE that training recorded every few hundred steps) and niqe.png
 to benchmarks/results/gan_niqe/, with the machine.
 
-    .venv/bin/python benchmarks/gan_niqe.py --reference=~/runs/small-mselpips \\
-        --runs=~/runs/small-hific,~/runs/abl-beta0.05,~/runs/abl-beta0.015,\\
-~/runs/s2-b03-t125,~/runs/s2-b05-lr3e5
+    R=~/runs; .venv/bin/python benchmarks/gan_niqe.py --reference=$R/small-mselpips \
+        --runs=$R/small-hific,$R/abl-beta0.05,$R/abl-beta0.015,$R/s2-b03-t125,$R/s2-b05-lr3e5
 """
 
 from __future__ import annotations
