@@ -9,7 +9,7 @@ validation history, the NIQE that training recorded every few hundred steps) and
 to benchmarks/results/gan_niqe/, with the machine.
 
     R=~/runs; .venv/bin/python benchmarks/gan_niqe.py --reference=$R/small-mselpips \
-        --runs=$R/small-hific,$R/abl-beta0.05,$R/abl-beta0.015,$R/s2-b03-t125,$R/s2-b05-lr3e5
+        --runs=$R/small-hific,$R/abl-beta0.05,$R/abl-beta0.015,$R/s2-b03-t125,$R/s2-b05-lr3e5,$R/s2-d2-b03,$R/s2-d2-b05
 """
 
 from __future__ import annotations
