@@ -202,11 +202,22 @@ class TrainingConfig:
     def from_json(cls, text: str) -> TrainingConfig:
         return cls(**json.loads(text))
 
-    def recipe_differences(self, other: TrainingConfig) -> list[str]:
-        """Names of the fields, outside RESUMABLE_FIELDS, where the two differ."""
+    def recipe_differences(self, other: TrainingConfig, completed_steps: int = 0
+                           ) -> list[str]:
+        """Names of the fields, outside RESUMABLE_FIELDS, where the two differ in a way that
+        changes the steps already run.
+
+        A learning-rate decay that neither recipe has reached after `completed_steps` has
+        not acted yet, so moving it changes nothing done: a run may be resumed with it.
+        """
+        def differs(name: str) -> bool:
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if name == "learning_rate_decay_step":
+                return mine != theirs and min(mine, theirs) < completed_steps
+            return mine != theirs
+
         return [f.name for f in dataclasses.fields(self)
-                if f.name not in self.RESUMABLE_FIELDS
-                and getattr(self, f.name) != getattr(other, f.name)]
+                if f.name not in self.RESUMABLE_FIELDS and differs(f.name)]
 
 
 def _paper_presets() -> dict[str, TrainingConfig]:

@@ -136,14 +136,15 @@ class Trainer:
         saved_config = self.run_dir / TRAIN_CONFIG_FILE
         latest = tf.train.latest_checkpoint(str(self.run_dir))
         if latest is not None:
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
             if saved_config.is_file():
                 previous = TrainingConfig.from_json(saved_config.read_text())
-                differences = self.config.recipe_differences(previous)
+                differences = self.config.recipe_differences(
+                    previous, completed_steps=int(self.step.numpy()))
                 if differences:
                     raise UserError(
                         f"{self.run_dir} was trained with a different recipe (differs in: "
                         f"{', '.join(differences)}); use a new --run_dir or the same flags")
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
         elif init_from is not None:
             self._initialize_from_stage_one(Path(init_from).expanduser())
         elif init_model is not None:
