@@ -6,10 +6,14 @@ restores every checkpoint still on disk, codes each val768 photo with the rounde
 photo. Writes per_checkpoint.csv (one row per run, step and photo), summary.json (means and,
 for stage-2 checkpoints, on how many photos NIQE is below the reference's; also each run's
 validation history, the NIQE that training recorded every few hundred steps) and niqe.png
-to benchmarks/results/gan_niqe/, with the machine.
+to benchmarks/results/gan_niqe/ (or --output), with the machine. Each stage-1 run starts its
+own series: stage-2 runs are compared only with the stage-1 run they were initialised from.
 
     R=~/runs; .venv/bin/python benchmarks/gan_niqe.py --reference=$R/small-mselpips \
         --runs=$R/small-hific,$R/abl-beta0.05,$R/abl-beta0.015,$R/s2-b03-t125,$R/s2-b05-lr3e5,$R/s2-d2-b03,$R/s2-d2-b05
+    .venv/bin/python benchmarks/gan_niqe.py --reference=$R/stage1-9750 \
+        --runs=$R/s2-final,$R/s2-b015,$R/s2-b0-control \
+        --output=benchmarks/results/gan_niqe_stage1_9750
 """
 
 from __future__ import annotations
@@ -97,7 +101,7 @@ def plot(summary: list[dict], histories: dict[str, list[dict]], reference: str,
     for run in sorted({s["run"] for s in summary} - {reference}):
         points = [s for s in summary if s["run"] == run]
         line, = axis.plot([s["step"] for s in points], [s["niqe"] for s in points], "o",
-                          label=f"{run} (GAN, β = {points[0]['beta']:g})")
+                          label=f"{run} (stage 2, β = {points[0]['beta']:g})")
         history = histories.get(run, [])
         if history:
             axis.plot([h["step"] for h in history], [h["niqe"] for h in history], "-",
@@ -122,6 +126,7 @@ def main() -> int:
     parser.add_argument("--reference", required=True, help="the stage-1 run directory")
     parser.add_argument("--runs", required=True, help="stage-2 run directories, commas")
     parser.add_argument("--input", default="../shared/data/photos/val768")
+    parser.add_argument("--output", default=str(RESULTS), help="folder for the results")
     arguments = parser.parse_args()
     if not Path(arguments.input).is_dir():
         print(f"skipped: {arguments.input} is not there (the project's photos)")
@@ -136,16 +141,17 @@ def main() -> int:
     summary = summarise(rows, reference.name)
     histories = {run.name: validation_history(run) for run in runs}
     original_niqe = float(np.mean([niqe(photo) for photo in photos.values()]))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    with (RESULTS / "per_checkpoint.csv").open("w", newline="") as stream:
+    output = Path(arguments.output)
+    output.mkdir(parents=True, exist_ok=True)
+    with (output / "per_checkpoint.csv").open("w", newline="") as stream:
         writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    (RESULTS / "summary.json").write_text(json.dumps(
+    (output / "summary.json").write_text(json.dumps(
         {"machine": machine(), "input": arguments.input, "original_niqe": original_niqe,
          "checkpoints": summary, "validation_history": histories}, indent=2) + "\n")
-    plot(summary, histories, reference.name, original_niqe, RESULTS / "niqe.png")
-    print(f"results in {RESULTS}")
+    plot(summary, histories, reference.name, original_niqe, output / "niqe.png")
+    print(f"results in {output}")
     return 0
 
 

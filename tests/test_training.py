@@ -119,6 +119,12 @@ def test_resume_refuses_a_changed_recipe(tmp_path, train_folder):
     with pytest.raises(UserError, match="differs in: target_rate"):
         Trainer(dataclasses.replace(config, target_rate=0.3),
                 tmp_path / "run").restore_or_initialize()
+    # A learning-rate decay that has not acted yet (step 1 done) may move, once done not.
+    moved = dataclasses.replace(config, learning_rate_decay_step=1)
+    assert Trainer(moved, tmp_path / "run").restore_or_initialize() == 1
+    with pytest.raises(UserError, match="differs in: learning_rate_decay_step"):
+        Trainer(dataclasses.replace(config, learning_rate_decay_step=0),
+                tmp_path / "run").restore_or_initialize()
 
 
 def test_stage_two_takes_e_g_p_from_stage_one_and_a_fresh_d(tmp_path, train_folder):
