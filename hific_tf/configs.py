@@ -204,8 +204,7 @@ class TrainingConfig:
 
     def recipe_differences(self, other: TrainingConfig, completed_steps: int = 0
                            ) -> list[str]:
-        """Names of the fields, outside RESUMABLE_FIELDS, where the two differ in a way that
-        changes the steps already run.
+        """Names of the fields, outside RESUMABLE_FIELDS, where the two recipes differ.
 
         A learning-rate decay that neither recipe has reached after `completed_steps` has
         not acted yet, so moving it changes nothing done: a run may be resumed with it.
