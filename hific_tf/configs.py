@@ -168,6 +168,9 @@ class TrainingConfig:
     RESUMABLE_FIELDS = frozenset({"num_steps", "checkpoint_every", "keep_checkpoints",
                                   "log_every", "summary_every", "image_every",
                                   "validate_every"})
+    # Steps at which the schedule changes: moving one that neither recipe has reached yet
+    # changes none of the steps already run.
+    SCHEDULE_STEP_FIELDS = frozenset({"learning_rate_decay_step"})
 
     def __post_init__(self) -> None:
         if self.model not in MODEL_PRESETS:
@@ -204,15 +207,13 @@ class TrainingConfig:
 
     def recipe_differences(self, other: TrainingConfig, completed_steps: int = 0
                            ) -> list[str]:
-        """Names of the fields, outside RESUMABLE_FIELDS, where the two recipes differ.
-
-        A learning-rate decay that neither recipe has reached after `completed_steps` has
-        not acted yet, so moving it changes nothing done: a run may be resumed with it.
-        """
+        """Names of the fields, outside RESUMABLE_FIELDS, where the two recipes differ;
+        a SCHEDULE_STEP_FIELDS entry counts only once either recipe has reached it
+        (`completed_steps`)."""
         def differs(name: str) -> bool:
             mine, theirs = getattr(self, name), getattr(other, name)
-            if name == "learning_rate_decay_step":
-                return mine != theirs and min(mine, theirs) < completed_steps
+            if name in self.SCHEDULE_STEP_FIELDS and min(mine, theirs) >= completed_steps:
+                return False
             return mine != theirs
 
         return [f.name for f in dataclasses.fields(self)

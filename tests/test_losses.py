@@ -86,6 +86,8 @@ def test_resume_check_ignores_operational_fields():
     a = training_preset("tiny-hific")
     assert a.recipe_differences(dataclasses.replace(a, num_steps=5, log_every=1)) == []
     assert a.recipe_differences(dataclasses.replace(a, beta=0.3)) == ["beta"]
+    with pytest.raises(ValueError, match="crop_size"):
+        TrainingConfig(crop_size=100)
 
 
 def test_resume_may_move_a_learning_rate_decay_that_has_not_acted_yet():
@@ -96,5 +98,3 @@ def test_resume_may_move_a_learning_rate_decay_that_has_not_acted_yet():
         "learning_rate_decay_step"]
     assert before.recipe_differences(after, completed_steps=601) == [
         "learning_rate_decay_step"]
-    with pytest.raises(ValueError, match="crop_size"):
-        TrainingConfig(crop_size=100)
