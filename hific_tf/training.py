@@ -127,9 +127,11 @@ class Trainer:
     # ----------------------------------------------------------------- set-up and resume
 
     def restore_or_initialize(self, init_from: str | Path | None = None,
-                              init_model: HiFiC | None = None) -> int:
+                              init_model: HiFiC | None = None,
+                              with_z_prior: bool = False) -> int:
         """Resumes from the run directory, or starts fresh, optionally from a stage-1 run
-        (`init_from`) or from a model in memory such as an imported published one.
+        (`init_from`) or from a model in memory (`init_model`: a bundled one, whose z prior
+        carries over with `with_z_prior`, or an imported published one).
 
         Returns the step the run continues from.
         """
@@ -148,7 +150,7 @@ class Trainer:
         elif init_from is not None:
             self._initialize_from_stage_one(Path(init_from).expanduser())
         elif init_model is not None:
-            self._initialize_from_model(init_model)
+            self._initialize_from_model(init_model, with_z_prior)
         if self.chief:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             write_config(self.config.model_config, self.run_dir)
@@ -166,18 +168,24 @@ class Trainer:
         status = tf.train.Checkpoint(model=self.model).restore(latest)
         status.expect_partial().assert_existing_objects_matched()
 
-    def _initialize_from_model(self, source: HiFiC) -> None:
-        """E, G, h_a and both h_s from `source`; z's prior, D, optimizers and step fresh."""
+    def _initialize_from_model(self, source: HiFiC, with_z_prior: bool = False) -> None:
+        """E, G, h_a and both h_s from `source`, and z's prior if `with_z_prior` (a model
+        trained by hific-tf, not an imported one); D, optimizers and step stay fresh."""
         if source.config != self.config.model_config:
             raise UserError(f"the model to start from has a different architecture than "
                             f"--model={self.config.model}")
         hyperprior, target = source.hyperprior, self.model.hyperprior
-        for mine, theirs in ((self.model.encoder, source.encoder),
-                             (self.model.generator, source.generator),
-                             (target.analysis, hyperprior.analysis),
-                             (target.synthesis_mean, hyperprior.synthesis_mean),
-                             (target.synthesis_scale, hyperprior.synthesis_scale)):
-            mine.set_weights(theirs.get_weights())
+        pairs = [(self.model.encoder, source.encoder),
+                 (self.model.generator, source.generator),
+                 (target.analysis, hyperprior.analysis),
+                 (target.synthesis_mean, hyperprior.synthesis_mean),
+                 (target.synthesis_scale, hyperprior.synthesis_scale)]
+        if with_z_prior:
+            pairs.append((target.z_prior, hyperprior.z_prior))
+        for mine, theirs in pairs:
+            for variable, value in zip(mine.trainable_variables, theirs.trainable_variables,
+                                       strict=True):
+                variable.assign(value)
 
     # ----------------------------------------------------------------------- the step
 

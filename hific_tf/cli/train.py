@@ -8,12 +8,17 @@ directory that `hific-tf compress --model=DIR` accepts.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from absl import flags
 
 from hific_tf.cli import common
 from hific_tf.configs import TRAINING_PRESETS, TrainingConfig, training_preset
 from hific_tf.errors import UserError
+
+if TYPE_CHECKING:
+    from hific_tf.model import HiFiC
 
 _PRESET = flags.DEFINE_enum("preset", None, list(TRAINING_PRESETS), "Training preset.",
                             required=True)
@@ -25,8 +30,9 @@ _DATA = flags.DEFINE_list("data", ["../shared/data/photos/train"],
 _VALIDATION = flags.DEFINE_string(
     "validation_data", None, "Folder of photos to evaluate every --validate_every steps "
     "(bpp and PSNR on whole images, never trained on), e.g. ../shared/data/photos/val768.")
-_INIT_FROM = flags.DEFINE_string("init_from", None, "Stage-1 run directory to take E, G and "
-                                 "the hyperprior from (stage 2 only; D starts fresh).")
+_INIT_FROM = flags.DEFINE_string("init_from", None, "Stage-1 run directory, or the name of "
+                                 "a bundled model (e.g. mselpips-tiny), to take E, G and the "
+                                 "hyperprior from (stage 2 only; D starts fresh).")
 _INIT_FROM_PUBLISHED = flags.DEFINE_enum(
     "init_from_published", None, ["hific-lo", "hific-mi", "hific-hi"],
     "Start E, G and the hyperprior from a published model's weights, imported by structure "
@@ -70,7 +76,17 @@ def load_perceptual_loss():
         raise UserError(f"{error}; or pass --k_p=0 to train without LPIPS") from None
 
 
-def imported_model(config: TrainingConfig):
+def bundled_start() -> HiFiC | None:
+    """The bundled model that --init_from names, or None when it names a run directory."""
+    from hific_tf import zoo
+
+    name = _INIT_FROM.value
+    if not name or Path(name).expanduser().is_dir() or name not in zoo.bundled_names():
+        return None
+    return zoo.load_weights(zoo.bundled_folder() / f"{name}{zoo.SUFFIX}")
+
+
+def imported_model(config: TrainingConfig) -> HiFiC | None:
     """The published model of --init_from_published imported into the preset's
     architecture, or None."""
     if not _INIT_FROM_PUBLISHED.value:
@@ -98,7 +114,11 @@ def main(argv: list[str]) -> int:
     perceptual = load_perceptual_loss() if config.k_p > 0 else None
     strategy = make_strategy(_STRATEGY.value, _TPU.value)
     trainer = Trainer(config, _RUN_DIR.value, strategy, perceptual_loss=perceptual)
-    step = trainer.restore_or_initialize(_INIT_FROM.value, imported_model(config))
+    bundled = bundled_start()
+    if bundled is not None:
+        step = trainer.restore_or_initialize(init_model=bundled, with_z_prior=True)
+    else:
+        step = trainer.restore_or_initialize(_INIT_FROM.value, imported_model(config))
     print(f"{environment_summary()}; {strategy.num_replicas_in_sync} replica(s); "
           f"{'resuming at' if step else 'starting at'} step {step} of {config.num_steps}",
           flush=True)
