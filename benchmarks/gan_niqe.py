@@ -1,13 +1,14 @@
 r"""Does stage 2 (the GAN) lower NIQE on val768? Every retained checkpoint of the given runs.
 
-For each run directory (a stage-1 run as the reference, stage-2 runs to compare with it),
-restores every checkpoint still on disk, codes each val768 photo with the rounded latents
-(bpp is the model's estimate, as in training validation) and records PSNR and NIQE per
-photo. Writes per_checkpoint.csv (one row per run, step and photo), summary.json (means and,
-for stage-2 checkpoints, on how many photos NIQE is below the reference's; also each run's
-validation history, the NIQE that training recorded every few hundred steps) and niqe.png
-to benchmarks/results/gan_niqe/ (or --output), with the machine. Each stage-1 run starts its
-own series: stage-2 runs are compared only with the stage-1 run they were initialised from.
+For each run directory (a stage-1 run, or a bundled stage-1 model by name, as the
+reference; stage-2 runs to compare with it), restores every checkpoint still on disk, codes
+each val768 photo with the rounded latents (bpp is the model's estimate, as in training
+validation) and records PSNR and NIQE per photo. Writes per_checkpoint.csv (one row per run,
+step and photo), summary.json (means and, for stage-2 checkpoints, on how many photos NIQE
+is below the reference's; also each run's validation history, the NIQE that training
+recorded every few hundred steps) and niqe.png to benchmarks/results/gan_niqe/ (or
+--output), with the machine. Each stage-1 run starts its own series: stage-2 runs are
+compared only with the stage-1 run they were initialised from.
 
     R=~/runs; .venv/bin/python benchmarks/gan_niqe.py --reference=$R/small-mselpips \
         --runs=$R/small-hific,$R/abl-beta0.05,$R/abl-beta0.015,$R/s2-b03-t125,$R/s2-b05-lr3e5,$R/s2-d2-b03,$R/s2-d2-b05
@@ -30,36 +31,57 @@ from machine import machine
 RESULTS = Path(__file__).parent / "results" / "gan_niqe"
 
 
+def model_rows(model, label: dict, photos: dict[str, np.ndarray]) -> list[dict]:
+    """Per-photo bpp, PSNR and NIQE of `model`, each row starting with `label`."""
+    import tensorflow as tf
+
+    from hific_tf.metrics import psnr
+    from hific_tf.model import reflect_pad, to_uint8
+    from hific_tf.perceptual.niqe import niqe
+
+    rows = []
+    for name, photo in photos.items():
+        padded = reflect_pad(tf.constant(photo, tf.float32) / 255.0, model.config.pad_multiple)
+        outputs = model(padded[tf.newaxis], training=False)
+        height, width = photo.shape[:2]
+        decoded = to_uint8(outputs.reconstruction[0, :height, :width]).numpy()
+        pixels = padded.shape[0] * padded.shape[1]
+        rows.append({**label, "photo": name,
+                     "bpp": float(outputs.quantized_bpp[0]) * pixels / (height * width),
+                     "psnr": float(psnr(photo, decoded)), "niqe": niqe(decoded)})
+    print(f"{label['run']} step {label['step']}: NIQE "
+          f"{np.mean([r['niqe'] for r in rows]):.2f}", flush=True)
+    return rows
+
+
 def checkpoint_rows(run: Path, photos: dict[str, np.ndarray]) -> list[dict]:
-    """Per-photo bpp, PSNR and NIQE of every checkpoint kept in `run`."""
+    """Per-photo rows of every checkpoint kept in `run`."""
     import tensorflow as tf
 
     from hific_tf.checkpoints import read_config
-    from hific_tf.metrics import psnr
-    from hific_tf.model import HiFiC, reflect_pad, to_uint8
-    from hific_tf.perceptual.niqe import niqe
+    from hific_tf.model import HiFiC
 
-    config = read_config(run)
     training = json.loads((run / "train_config.json").read_text())
-    model = HiFiC(config).build_weights()
-    prefixes = tf.train.get_checkpoint_state(str(run)).all_model_checkpoint_paths
+    model = HiFiC(read_config(run)).build_weights()
     rows = []
-    for prefix in prefixes:
+    for prefix in tf.train.get_checkpoint_state(str(run)).all_model_checkpoint_paths:
         tf.train.Checkpoint(model=model).restore(prefix).expect_partial()
-        step = int(prefix.rsplit("-", 1)[1])
-        for name, photo in photos.items():
-            padded = reflect_pad(tf.constant(photo, tf.float32) / 255.0, config.pad_multiple)
-            outputs = model(padded[tf.newaxis], training=False)
-            height, width = photo.shape[:2]
-            decoded = to_uint8(outputs.reconstruction[0, :height, :width]).numpy()
-            pixels = padded.shape[0] * padded.shape[1]
-            rows.append({"run": run.name, "stage": training["stage"],
-                         "beta": training["beta"], "step": step, "photo": name,
-                         "bpp": float(outputs.quantized_bpp[0]) * pixels / (height * width),
-                         "psnr": float(psnr(photo, decoded)), "niqe": niqe(decoded)})
-        print(f"{run.name} step {step}: NIQE "
-              f"{np.mean([r['niqe'] for r in rows if r['step'] == step]):.2f}", flush=True)
+        label = {"run": run.name, "stage": training["stage"], "beta": training["beta"],
+                 "step": int(prefix.rsplit("-", 1)[1])}
+        rows += model_rows(model, label, photos)
     return rows
+
+
+def reference_rows(reference: str, photos: dict[str, np.ndarray]) -> list[dict]:
+    """Rows of the stage-1 reference: a run directory, or a bundled model's name (its
+    shipped weights, as step 0)."""
+    if Path(reference).expanduser().is_dir():
+        return checkpoint_rows(Path(reference).expanduser(), photos)
+    from hific_tf import zoo
+
+    model = zoo.load_weights(zoo.bundled_folder() / f"{reference}{zoo.SUFFIX}")
+    label = {"run": reference, "stage": "mselpips", "beta": 0.0, "step": 0}
+    return model_rows(model, label, photos)
 
 
 def summarise(rows: list[dict], reference: str) -> list[dict]:
@@ -123,7 +145,8 @@ def plot(summary: list[dict], histories: dict[str, list[dict]], reference: str,
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reference", required=True, help="the stage-1 run directory")
+    parser.add_argument("--reference", required=True,
+                        help="the stage-1 run directory, or a bundled model's name")
     parser.add_argument("--runs", required=True, help="stage-2 run directories, commas")
     parser.add_argument("--input", default="../shared/data/photos/val768")
     parser.add_argument("--output", default=str(RESULTS), help="folder for the results")
@@ -135,10 +158,11 @@ def main() -> int:
     from hific_tf.perceptual.niqe import niqe
 
     photos = {Path(path).name: read_image(path) for path in list_images(arguments.input)}
-    reference = Path(arguments.reference).expanduser()
-    runs = [reference] + [Path(run).expanduser() for run in arguments.runs.split(",")]
-    rows = [row for run in runs for row in checkpoint_rows(run, photos)]
-    summary = summarise(rows, reference.name)
+    runs = [Path(run).expanduser() for run in arguments.runs.split(",")]
+    rows = reference_rows(arguments.reference, photos)
+    rows += [row for run in runs for row in checkpoint_rows(run, photos)]
+    reference = rows[0]["run"]
+    summary = summarise(rows, reference)
     histories = {run.name: validation_history(run) for run in runs}
     original_niqe = float(np.mean([niqe(photo) for photo in photos.values()]))
     output = Path(arguments.output)
@@ -150,7 +174,7 @@ def main() -> int:
     (output / "summary.json").write_text(json.dumps(
         {"machine": machine(), "input": arguments.input, "original_niqe": original_niqe,
          "checkpoints": summary, "validation_history": histories}, indent=2) + "\n")
-    plot(summary, histories, reference.name, original_niqe, output / "niqe.png")
+    plot(summary, histories, reference, original_niqe, output / "niqe.png")
     print(f"results in {output}")
     return 0
 
