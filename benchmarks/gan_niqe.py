@@ -15,6 +15,9 @@ compared only with the stage-1 run they were initialised from.
     .venv/bin/python benchmarks/gan_niqe.py --reference=$R/stage1-9750 \
         --runs=$R/s2-final,$R/s2-b015,$R/s2-b0-control \
         --output=benchmarks/results/gan_niqe_stage1_9750
+    .venv/bin/python benchmarks/gan_niqe.py --reference=mselpips-tiny \
+        --runs=$R/s2-256,$R/s2-256-b0,$R/s2-256-b0.15 \
+        --output=benchmarks/results/gan_niqe_crop256
 """
 
 from __future__ import annotations
