@@ -18,6 +18,9 @@ compared only with the stage-1 run they were initialised from.
     .venv/bin/python benchmarks/gan_niqe.py --reference=mselpips-tiny \
         --runs=$R/s2-256,$R/s2-256-b0,$R/s2-256-b0.15 \
         --output=benchmarks/results/gan_niqe_crop256
+    .venv/bin/python benchmarks/gan_niqe.py --reference=mselpips-tiny \
+        --runs=$R/s2-256-rl-b0,$R/s2-256-rl-b0.15 \
+        --output=benchmarks/results/gan_niqe_random_lpips
 """
 
 from __future__ import annotations

@@ -19,7 +19,8 @@ benchmarks/results/niqe_sensitivity/ (or --output), with the machine.
 
     .venv/bin/python benchmarks/niqe_sensitivity.py --reference=mselpips-tiny \
         --checkpoints=$HOME/runs/s2-256-b0:1000,$HOME/runs/s2-256:1000,\
-$HOME/runs/s2-256-b0.15:500,$HOME/runs/s2-256-b0.15:1000
+$HOME/runs/s2-256-b0.15:500,$HOME/runs/s2-256-b0.15:1000,\
+$HOME/runs/s2-256-rl-b0:1000,$HOME/runs/s2-256-rl-b0.15:1000
 """
 
 from __future__ import annotations
@@ -147,7 +148,7 @@ def plot(summary: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, (left, *rights) = plt.subplots(1, 3, figsize=(18, 5.5))
+    figure, (left, *rights) = plt.subplots(1, 3, figsize=(18, 6.5))
     changes = list(summary["perturbed_niqe"]["reconstructions"])
     positions = np.arange(len(changes))
     for offset, source in ((-0.2, "reconstructions"), (0.2, "originals")):
@@ -162,15 +163,14 @@ def plot(summary: dict, path: Path) -> None:
     left.legend(fontsize=8)
     sources = summary["periodic"]
     names = list(sources)
-    labels = [f"{name.replace(' ', chr(10), 1)}\nNIQE {sources[name]['niqe']:.2f}"
-              for name in names]
+    labels = [f"{name}, NIQE {sources[name]['niqe']:.2f}" for name in names]
     for axes, area, where in zip(rights, ("flat", "all"),
                                  ("where the photo is flat", "in all blocks"), strict=True):
         for index, period in enumerate(PERIODS):
             axes.bar(np.arange(len(names)) + (index - 1) * 0.27,
                      [sources[name][area][str(period)] for name in names], width=0.27,
                      label=f"period {period}")
-        axes.set_xticks(np.arange(len(names)), labels, fontsize=7)
+        axes.set_xticks(np.arange(len(names)), labels, fontsize=7, rotation=35, ha="right")
         axes.set_ylabel("RMS of the periodic part of luma (grey levels)")
         axes.set_title(f"Regular grids {where} ({summary['block']} x {summary['block']} "
                        "blocks)")
