@@ -39,21 +39,15 @@ RESULTS = Path(__file__).parent / "results" / "gan_niqe"
 
 def model_rows(model, label: dict, photos: dict[str, np.ndarray]) -> list[dict]:
     """Per-photo bpp, PSNR and NIQE of `model`, each row starting with `label`."""
-    import tensorflow as tf
-
     from hific_tf.metrics import psnr
-    from hific_tf.model import reflect_pad, to_uint8
     from hific_tf.perceptual.niqe import niqe
 
     rows = []
     for name, photo in photos.items():
-        padded = reflect_pad(tf.constant(photo, tf.float32) / 255.0, model.config.pad_multiple)
-        outputs = model(padded[tf.newaxis], training=False)
-        height, width = photo.shape[:2]
-        decoded = to_uint8(outputs.reconstruction[0, :height, :width]).numpy()
-        pixels = padded.shape[0] * padded.shape[1]
+        bits, decoded = model.reconstruct_photo(photo)
+        decoded = decoded.numpy()
         rows.append({**label, "photo": name,
-                     "bpp": float(outputs.quantized_bpp[0]) * pixels / (height * width),
+                     "bpp": float(bits) / (photo.shape[0] * photo.shape[1]),
                      "psnr": float(psnr(photo, decoded)), "niqe": niqe(decoded)})
     print(f"{label['run']} step {label['step']}: NIQE "
           f"{np.mean([r['niqe'] for r in rows]):.2f}", flush=True)

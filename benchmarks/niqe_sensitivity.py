@@ -118,14 +118,7 @@ def perturbations(seed: int) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
 
 def reconstruct(model, photo: np.ndarray) -> np.ndarray:
     """The model's uint8 reconstruction of `photo` from the rounded latents."""
-    import tensorflow as tf
-
-    from hific_tf.model import reflect_pad, to_uint8
-
-    padded = reflect_pad(tf.constant(photo, tf.float32) / 255.0, model.config.pad_multiple)
-    outputs = model(padded[tf.newaxis], training=False)
-    height, width = photo.shape[:2]
-    return to_uint8(outputs.reconstruction[0, :height, :width]).numpy()
+    return model.reconstruct_photo(photo)[1].numpy()
 
 
 def checkpoint_model(spec: str):

@@ -90,6 +90,17 @@ class HiFiC(tf.keras.Model):
             z_bits=latent.z_bits, bpp=(latent.y_bits + latent.z_bits) / pixels,
             quantized_bpp=latent.quantized_bits / pixels)
 
+    def reconstruct_photo(self, photo: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Estimated bits of the rounded latents and the uint8 reconstruction of one whole
+        uint8 [H, W, 3] photo, padded as `compress` pads it: what validation and the stage-2
+        studies measure without range coding."""
+        height, width = tf.shape(photo)[0], tf.shape(photo)[1]
+        padded = reflect_pad(tf.cast(photo, tf.float32) / 255.0, self.config.pad_multiple)
+        outputs = self(padded[tf.newaxis], training=False)
+        pixels = tf.cast(tf.reduce_prod(tf.shape(padded)[:2]), outputs.quantized_bpp.dtype)
+        reconstruction = to_uint8(outputs.reconstruction[0, :height, :width])
+        return outputs.quantized_bpp[0] * pixels, reconstruction
+
     def prepare_for_coding(self, z_tables: ZTables | None = None) -> HiFiC:
         """Fixes the range-coding tables and the model identifier from the weights.
 

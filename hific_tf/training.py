@@ -23,7 +23,7 @@ from hific_tf.checkpoints import read_config, write_config
 from hific_tf.configs import TrainingConfig
 from hific_tf.errors import UserError
 from hific_tf.metrics import psnr
-from hific_tf.model import HiFiC, reflect_pad, to_uint8
+from hific_tf.model import HiFiC
 from hific_tf.networks import Discriminator
 from hific_tf.progress import format_duration
 
@@ -299,13 +299,7 @@ class Trainer:
     @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)])
     def _validation_pass(self, photo: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """Estimated bits and the uint8 reconstruction of one whole photo."""
-        height, width = tf.shape(photo)[0], tf.shape(photo)[1]
-        padded = reflect_pad(tf.cast(photo, tf.float32) / 255.0,
-                             self.config.model_config.pad_multiple)
-        outputs = self.model(padded[tf.newaxis], training=False)
-        pixels = tf.cast(tf.reduce_prod(tf.shape(padded)[:2]), tf.float32)
-        reconstruction = to_uint8(outputs.reconstruction[0, :height, :width])
-        return outputs.quantized_bpp[0] * pixels, reconstruction
+        return self.model.reconstruct_photo(photo)
 
     def validate(self, photos: Sequence[np.ndarray]) -> dict[str, float]:
         """Mean bpp (the model's estimate for the rounded latents), PSNR and NIQE on whole
