@@ -155,6 +155,11 @@ class TrainingConfig:
     # are of that size); 0 keeps them as they are, as the paper does.
     data_short_side: int = 0
     discriminator_steps: int = 1
+    # > 0: D sees every image (real and G's alike, in D's and G's updates) rolled with its
+    # condition by a random 0..N-1 pixels, so it cannot learn statistics tied to the phase
+    # of G's stride-2 upsampling grid or memorise a small training set. Not in the paper
+    # (0 there); an augmentation in the spirit of DiffAugment's translation.
+    discriminator_shift: int = 0
     precision: str = "float32"  # or "mixed_bfloat16" / "mixed_float16" on accelerators
     seed: int = 0
     num_steps: int = 1_000_000
@@ -184,6 +189,9 @@ class TrainingConfig:
         if self.crop_size % model.pad_multiple:
             raise ValueError(f"crop_size must be a multiple of {model.pad_multiple}, "
                              f"got {self.crop_size}")
+        if self.discriminator_shift < 0:
+            raise ValueError(f"discriminator_shift must be 0 or more, got "
+                             f"{self.discriminator_shift}")
         for name in ("batch_size", "discriminator_steps", "num_steps", "checkpoint_every",
                      "keep_checkpoints", "log_every", "summary_every", "image_every",
                      "validate_every"):

@@ -64,13 +64,30 @@ class Discriminator(tf.keras.Model):
         ]
         self.logits = SpectralNormConv2D(1, 4)
 
-    def call(self, inputs: tuple[tf.Tensor, tf.Tensor], training: bool = False) -> tf.Tensor:
+    def call(self, inputs: tuple[tf.Tensor, tf.Tensor], training: bool = False,
+             max_shift: int = 0) -> tf.Tensor:
+        """Logits for (image, latent); `max_shift` > 0 first rolls each image together with
+        its upsampled condition by a random 0..max_shift-1 pixels down and right (a training
+        augmentation, not the paper's: see TrainingConfig.discriminator_shift)."""
         image, latent = inputs
         condition = self.condition(tf.stop_gradient(latent), training=training)
         condition = tf.nn.leaky_relu(condition, 0.2)
         condition = tf.repeat(tf.repeat(condition, self.latent_stride, axis=1),
                               self.latent_stride, axis=2)
         hidden = tf.concat([image, condition], axis=-1)
+        if max_shift > 0:
+            hidden = random_roll(hidden, max_shift)
         for layer in self.body:
             hidden = tf.nn.leaky_relu(layer(hidden, training=training), 0.2)
         return self.logits(hidden, training=training)
+
+
+def random_roll(images: tf.Tensor, max_shift: int) -> tf.Tensor:
+    """Rolls each image of a [B, H, W, C] batch circularly by its own random shift of
+    0..max_shift-1 rows and columns; differentiable, so G's gradient passes through it."""
+    batch, height, width = tf.unstack(tf.shape(images)[:3])
+    shifts = tf.random.uniform([2, batch, 1], 0, max_shift, dtype=tf.int32)
+    rows = tf.math.floormod(tf.range(height)[tf.newaxis] - shifts[0], height)
+    columns = tf.math.floormod(tf.range(width)[tf.newaxis] - shifts[1], width)
+    images = tf.gather(images, rows, axis=1, batch_dims=1)
+    return tf.gather(images, columns, axis=2, batch_dims=1)

@@ -212,7 +212,8 @@ class Trainer:
                 metrics["lpips"] = perceptual
             if config.uses_gan:
                 fake_logits = self.discriminator(
-                    (reconstruction, outputs.y_hat), training=True)
+                    (reconstruction, outputs.y_hat), training=True,
+                    max_shift=config.discriminator_shift)
                 gan = losses.generator_gan_loss(tf.cast(fake_logits, tf.float32))
                 per_image += config.beta * gan
                 metrics["generator_gan"] = gan
@@ -234,9 +235,11 @@ class Trainer:
         reconstruction = tf.stop_gradient(tf.cast(outputs.reconstruction, tf.float32))
         latent = tf.stop_gradient(outputs.y_hat)
         with tf.GradientTape() as tape:
-            real = tf.cast(self.discriminator((images, latent), training=True), tf.float32)
-            fake = tf.cast(self.discriminator((reconstruction, latent), training=True),
-                           tf.float32)
+            shift = self.config.discriminator_shift
+            real = tf.cast(self.discriminator((images, latent), training=True,
+                                              max_shift=shift), tf.float32)
+            fake = tf.cast(self.discriminator((reconstruction, latent), training=True,
+                                              max_shift=shift), tf.float32)
             loss = tf.nn.compute_average_loss(losses.discriminator_loss(real, fake),
                                               global_batch_size=self.config.batch_size)
             scaled = self._scale(self.discriminator_optimizer, loss)
