@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hific_tf.configs import ModelConfig, model_preset
+from hific_tf import networks
+from hific_tf.configs import ModelConfig, TrainingConfig, model_preset
 from hific_tf.layers import ChannelNorm, SpectralNormConv2D
 from hific_tf.model import HiFiC, reflect_pad
-from hific_tf.networks import Discriminator
+from hific_tf.networks import Discriminator, random_roll
 
 
 def conv_params(kernel: int, inputs: int, outputs: int) -> int:
@@ -210,3 +211,48 @@ def test_config_round_trips_through_json_and_rejects_bad_values():
         ModelConfig(encoder_channels=(8, 16))
     with pytest.raises(ValueError, match="unknown model preset"):
         model_preset("nope")
+
+
+def test_random_roll_rolls_each_image_by_its_own_shift_and_passes_gradients():
+    tf.keras.utils.set_random_seed(6)
+    images = tf.reshape(tf.range(4 * 10 * 12 * 2, dtype=tf.float32), [4, 10, 12, 2])
+    with tf.GradientTape() as tape:
+        tape.watch(images)
+        rolled = random_roll(images, max_shift=8)
+        loss = tf.reduce_sum(rolled * tf.range(2, dtype=tf.float32))
+    shifts = set()
+    for original, result in zip(images.numpy(), rolled.numpy(), strict=True):
+        matches = [(dy, dx) for dy in range(8) for dx in range(8)
+                   if np.array_equal(np.roll(original, (dy, dx), axis=(0, 1)), result)]
+        assert len(matches) == 1  # a circular roll by one shift below max_shift
+        shifts.add(matches[0])
+    assert len(shifts) > 1  # drawn per image, not once per batch
+    # A roll permutes pixels, so each input pixel gets exactly its channel's weight.
+    expected = np.broadcast_to(np.arange(2, dtype=np.float32), images.shape)
+    np.testing.assert_array_equal(tape.gradient(loss, images).numpy(), expected)
+
+
+def test_discriminator_shift_is_off_by_default_and_rolls_image_with_condition(monkeypatch):
+    tf.keras.utils.set_random_seed(7)
+    config = model_preset("tiny")
+    discriminator = Discriminator(config)
+    image = tf.random.uniform([2, 64, 64, 3])
+    latent = tf.random.normal([2, 4, 4, config.latent_channels])
+    logits = discriminator((image, latent)).numpy()
+    np.testing.assert_array_equal(discriminator((image, latent), max_shift=0).numpy(), logits)
+    assert TrainingConfig().discriminator_shift == 0  # the paper's D sees no shift
+    shifted = discriminator((image, latent), max_shift=16).numpy()
+    assert shifted.shape == logits.shape and not np.allclose(shifted, logits)
+    rolled = []
+
+    def recording_roll(hidden: tf.Tensor, max_shift: int) -> tf.Tensor:
+        rolled.append((hidden.shape[-1], max_shift))
+        return hidden
+
+    monkeypatch.setattr(networks, "random_roll", recording_roll)
+    # One roll of image and condition together, so the pair stays aligned.
+    np.testing.assert_allclose(discriminator((image, latent), max_shift=5).numpy(), logits,
+                               atol=1e-6)
+    assert rolled == [(3 + config.discriminator_condition_channels, 5)]
+    with pytest.raises(ValueError, match="discriminator_shift must be 0 or more"):
+        TrainingConfig(discriminator_shift=-1)

@@ -134,7 +134,7 @@ def test_stage_two_takes_e_g_p_from_stage_one_and_a_fresh_d(tmp_path, train_fold
     stage_one.restore_or_initialize()
     stage_one.fit(dataset_for(stage_one, train_folder))
 
-    config = small("tiny-hific", num_steps=2)
+    config = small("tiny-hific", num_steps=2, discriminator_shift=8)  # and D's shift runs
     stage_two = Trainer(config, tmp_path / "stage2")
     assert stage_two.restore_or_initialize(init_from=tmp_path / "stage1") == 0
     for got, want in zip(weights(stage_two.model), weights(stage_one.model), strict=True):
@@ -199,6 +199,18 @@ def test_lpips_weight_without_lpips_stops_at_start_up(tmp_path):
     assert len(errors) == 1
     assert str(tmp_path / "cache" / "lpips" / "net-lin_alex_v0.1.pb") in errors[0]
     assert "--k_p=0" in errors[0]
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_recipe_flag_stops_at_start_up_with_one_line(tmp_path):
+    from conftest import run_cli
+
+    result = run_cli("train", "--preset=tiny-hific", f"--run_dir={tmp_path / 'run'}",
+                     "--discriminator_shift=-1")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert errors == ["hific-tf: error: bad training configuration: discriminator_shift must "
+                      "be 0 or more, got -1"]
     assert not (tmp_path / "run").exists()
 
 
