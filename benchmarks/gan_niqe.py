@@ -21,6 +21,9 @@ compared only with the stage-1 run they were initialised from.
     .venv/bin/python benchmarks/gan_niqe.py --reference=mselpips-tiny \
         --runs=$R/s2-256-rl-b0,$R/s2-256-rl-b0.15 \
         --output=benchmarks/results/gan_niqe_random_lpips
+    .venv/bin/python benchmarks/gan_niqe.py --reference=mselpips-tiny \
+        --runs=$R/s2-256-ds-b0.03,$R/s2-256-ds-b0.15,$R/s2-256-ds-d2-b0.03,$R/s2-256-ds-d2-b0.08 \
+        --output=benchmarks/results/gan_niqe_dshift
 """
 
 from __future__ import annotations

@@ -21,6 +21,10 @@ benchmarks/results/niqe_sensitivity/ (or --output), with the machine.
         --checkpoints=$HOME/runs/s2-256-b0:1000,$HOME/runs/s2-256:1000,\
 $HOME/runs/s2-256-b0.15:500,$HOME/runs/s2-256-b0.15:1000,\
 $HOME/runs/s2-256-rl-b0:1000,$HOME/runs/s2-256-rl-b0.15:1000
+    .venv/bin/python benchmarks/niqe_sensitivity.py --reference=mselpips-tiny \
+        --checkpoints=$HOME/runs/s2-256-ds-b0.03:500,$HOME/runs/s2-256-ds-b0.03:1000,\
+$HOME/runs/s2-256-ds-b0.15:500,$HOME/runs/s2-256-ds-b0.15:1000 \
+        --output=benchmarks/results/grid_dshift
 """
 
 from __future__ import annotations
