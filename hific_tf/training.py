@@ -234,8 +234,8 @@ class Trainer:
         outputs = self.model(images, training=True)
         reconstruction = tf.stop_gradient(tf.cast(outputs.reconstruction, tf.float32))
         latent = tf.stop_gradient(outputs.y_hat)
+        shift = self.config.discriminator_shift
         with tf.GradientTape() as tape:
-            shift = self.config.discriminator_shift
             real = tf.cast(self.discriminator((images, latent), training=True,
                                               max_shift=shift), tf.float32)
             fake = tf.cast(self.discriminator((reconstruction, latent), training=True,

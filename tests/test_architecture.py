@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hific_tf import networks
 from hific_tf.configs import ModelConfig, TrainingConfig, model_preset
 from hific_tf.layers import ChannelNorm, SpectralNormConv2D
 from hific_tf.model import HiFiC, reflect_pad
@@ -249,7 +248,7 @@ def test_discriminator_shift_is_off_by_default_and_rolls_image_with_condition(mo
         rolled.append((hidden.shape[-1], max_shift))
         return hidden
 
-    monkeypatch.setattr(networks, "random_roll", recording_roll)
+    monkeypatch.setattr("hific_tf.networks.random_roll", recording_roll)
     # One roll of image and condition together, so the pair stays aligned.
     np.testing.assert_allclose(discriminator((image, latent), max_shift=5).numpy(), logits,
                                atol=1e-6)

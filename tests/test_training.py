@@ -190,8 +190,6 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, trai
 
 
 def test_lpips_weight_without_lpips_stops_at_start_up(tmp_path):
-    from conftest import run_cli
-
     result = run_cli("train", "--preset=mselpips-lo", f"--run_dir={tmp_path / 'run'}",
                      "--offline", f"--cache_dir={tmp_path / 'cache'}")
     assert result.returncode == 1 and "Traceback" not in result.stderr
@@ -203,8 +201,6 @@ def test_lpips_weight_without_lpips_stops_at_start_up(tmp_path):
 
 
 def test_bad_recipe_flag_stops_at_start_up_with_one_line(tmp_path):
-    from conftest import run_cli
-
     result = run_cli("train", "--preset=tiny-hific", f"--run_dir={tmp_path / 'run'}",
                      "--discriminator_shift=-1")
     assert result.returncode == 1 and "Traceback" not in result.stderr
@@ -215,8 +211,6 @@ def test_bad_recipe_flag_stops_at_start_up_with_one_line(tmp_path):
 
 
 def test_train_command_runs_and_its_run_directory_compresses(tmp_path, data_dir):
-    from conftest import run_cli
-
     run = tmp_path / "run"
     result = run_cli("train", "--preset=tiny-mselpips", f"--run_dir={run}", "--num_steps=3",
                      "--crop_size=64", "--batch_size=2", "--log_every=1", "--cache_decoded",
@@ -231,8 +225,6 @@ def test_train_command_runs_and_its_run_directory_compresses(tmp_path, data_dir)
 
 @pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
 def test_mixed_precision_trains(tmp_path, train_folder, precision):
-    from conftest import run_cli
-
     result = run_cli("train", "--preset=tiny-hific", f"--run_dir={tmp_path / 'run'}",
                      "--num_steps=2", "--crop_size=64", "--batch_size=2", "--log_every=1",
                      f"--precision={precision}", "--cache_decoded", f"--data={train_folder}")
