@@ -29,8 +29,9 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/train_step.py
 	$(BIN)/python benchmarks/bundled_models.py
 
-# The bundled small models, stage 1 (no GAN) then stage 2 (GAN), trained on this machine's
-# photos; run directories resume, so the target also continues an interrupted recipe.
+# The bundled small models: stage 1 (no GAN), then from it two equally long runs on larger
+# crops, one with the GAN (hific-tiny) and one without (mselpips-tiny, the matched control);
+# run directories resume, so the target also continues an interrupted recipe.
 RUNS ?= $(HOME)/runs
 PHOTOS := $(abspath ../shared/data/photos)
 TRAIN_FLAGS := --cache_decoded --data=$(PHOTOS)/train --validation_data=$(PHOTOS)/val768
@@ -39,9 +40,11 @@ BUNDLE_FLAGS := --overwrite --check_images=$(PHOTOS)/val768 \
     --reference_image=$(PHOTOS)/val768/lomiri_life_by_Aitzol_Berasategi.png
 tiny-models: $(STAMP)
 	$(BIN)/hific-tf train --preset=small-mselpips --run_dir=$(RUNS)/small-mselpips $(TRAIN_FLAGS)
+	$(BIN)/hific-tf train --preset=small-mselpips-256 --run_dir=$(RUNS)/small-mselpips-256 \
+	    --init_from=$(RUNS)/small-mselpips $(TRAIN_FLAGS)
 	$(BIN)/hific-tf train --preset=small-hific --run_dir=$(RUNS)/small-hific \
 	    --init_from=$(RUNS)/small-mselpips $(TRAIN_FLAGS)
-	$(BIN)/hific-tf bundle --model=$(RUNS)/small-mselpips --name=mselpips-tiny $(BUNDLE_FLAGS)
+	$(BIN)/hific-tf bundle --model=$(RUNS)/small-mselpips-256 --name=mselpips-tiny $(BUNDLE_FLAGS)
 	$(BIN)/hific-tf bundle --model=$(RUNS)/small-hific --name=hific-tiny $(BUNDLE_FLAGS)
 
 clean:

@@ -24,6 +24,11 @@ compared only with the stage-1 run they were initialised from.
     .venv/bin/python benchmarks/gan_niqe.py --reference=mselpips-tiny \
         --runs=$R/s2-256-ds-b0.03,$R/s2-256-ds-b0.15,$R/s2-256-ds-d2-b0.03,$R/s2-256-ds-d2-b0.08 \
         --output=benchmarks/results/gan_niqe_dshift
+    # The shipped pair against stage 1 alone (its weights, as shipped before 2026-12-01,
+    # saved as stage1-5000.npz in a folder of their own):
+    HIFIC_TF_WEIGHTS_DIR=OLD_WEIGHTS .venv/bin/python benchmarks/gan_niqe.py \
+        --reference=stage1-5000 --runs=$R/small-mselpips-256,$R/small-hific \
+        --output=benchmarks/results/gan_niqe_bundled
 """
 
 from __future__ import annotations

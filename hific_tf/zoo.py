@@ -27,7 +27,8 @@ from hific_tf.model import HiFiC
 
 SUFFIX = ".npz"
 WEIGHTS_ENV = "HIFIC_TF_WEIGHTS_DIR"
-# The models this package ships: HiFiC (stage 2, with the GAN) and its stage-1 start (no GAN).
+# The models this package ships: HiFiC (stage 2, with the GAN) and its no-GAN control,
+# stage 1 trained as long again without the GAN (the small-* presets in configs.py).
 SHIPPED_MODELS = ("hific-tiny", "mselpips-tiny")
 REFERENCE_CROP = 256
 # The shipped models' target rate on 768 x 512 photos (training aims its crops lower, see
