@@ -29,6 +29,10 @@ compared only with the stage-1 run they were initialised from.
     HIFIC_TF_WEIGHTS_DIR=OLD_WEIGHTS .venv/bin/python benchmarks/gan_niqe.py \
         --reference=stage1-5000 --runs=$R/small-mselpips-256,$R/small-hific \
         --output=benchmarks/results/gan_niqe_bundled
+    # and the same pair trained again with --seed=1 (run directories seed1-small-*):
+    HIFIC_TF_WEIGHTS_DIR=OLD_WEIGHTS .venv/bin/python benchmarks/gan_niqe.py \
+        --reference=stage1-5000 --runs=$R/seed1-small-mselpips-256,$R/seed1-small-hific \
+        --output=benchmarks/results/gan_niqe_bundled_seed1
 """
 
 from __future__ import annotations
