@@ -82,7 +82,6 @@ def test_paper_presets_follow_the_spec():
     assert not training_preset("mselpips-lo").uses_gan and lo.uses_gan
 
 
-
 def test_bundled_no_gan_model_is_the_gan_recipe_without_the_gan():
     """mselpips-tiny is hific-tiny's control: the same 600 steps, differing only in beta
     (and in D's update count, which reaches G only through the GAN term)."""
@@ -93,6 +92,7 @@ def test_bundled_no_gan_model_is_the_gan_recipe_without_the_gan():
     assert (gan.crop_size, gan.target_rate, gan.k_p) == (256, 0.23, 0.0)
     stage_one = training_preset("small-mselpips")
     assert not stage_one.uses_gan and stage_one.model == gan.model == control.model
+
 
 def test_resume_check_ignores_operational_fields():
     a = training_preset("tiny-hific")
