@@ -33,6 +33,11 @@ compared only with the stage-1 run they were initialised from.
     HIFIC_TF_WEIGHTS_DIR=OLD_WEIGHTS .venv/bin/python benchmarks/gan_niqe.py \
         --reference=stage1-5000 --runs=$R/seed1-small-mselpips-256,$R/seed1-small-hific \
         --output=benchmarks/results/gan_niqe_bundled_seed1
+    # and with --seed=2 (seed2-small-*; then benchmarks/gan_niqe_seeds.py puts the three
+    # seeds side by side):
+    HIFIC_TF_WEIGHTS_DIR=OLD_WEIGHTS .venv/bin/python benchmarks/gan_niqe.py \
+        --reference=stage1-5000 --runs=$R/seed2-small-mselpips-256,$R/seed2-small-hific \
+        --output=benchmarks/results/gan_niqe_bundled_seed2
 """
 
 from __future__ import annotations
