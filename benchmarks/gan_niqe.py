@@ -43,7 +43,6 @@ compared only with the stage-1 run they were initialised from.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
@@ -171,6 +170,7 @@ def main() -> int:
     if not Path(arguments.input).is_dir():
         print(f"skipped: {arguments.input} is not there (the project's photos)")
         return 0
+    from hific_tf.evaluation import write_csv
     from hific_tf.images import list_images, read_image
     from hific_tf.perceptual.niqe import niqe
 
@@ -184,10 +184,7 @@ def main() -> int:
     original_niqe = float(np.mean([niqe(photo) for photo in photos.values()]))
     output = Path(arguments.output)
     output.mkdir(parents=True, exist_ok=True)
-    with (output / "per_checkpoint.csv").open("w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(rows, output / "per_checkpoint.csv")
     (output / "summary.json").write_text(json.dumps(
         {"machine": machine(), "input": arguments.input, "original_niqe": original_niqe,
          "checkpoints": summary, "validation_history": histories}, indent=2) + "\n")

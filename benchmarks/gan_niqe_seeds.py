@@ -52,18 +52,14 @@ def compare(seed: str, gan: dict, control: dict) -> list[dict]:
     entries = []
     for step in sorted({step for step, _ in gan} & {step for step, _ in control}):
         photos = sorted(photo for s, photo in gan if s == step)
-        gan_niqe = [gan[step, photo][0] for photo in photos]
-        control_niqe = [control[step, photo][0] for photo in photos]
+        gan_niqe, gan_bpp = np.array([gan[step, photo] for photo in photos]).T
+        control_niqe, control_bpp = np.array([control[step, photo] for photo in photos]).T
         entries.append({
             "seed": seed, "step": step,
-            "gan_niqe": float(np.mean(gan_niqe)),
-            "control_niqe": float(np.mean(control_niqe)),
-            "gap": float(np.mean(gan_niqe) - np.mean(control_niqe)),
-            "photos_gan_lower": int(sum(
-                g < c for g, c in zip(gan_niqe, control_niqe, strict=True))),
-            "photos": len(photos),
-            "gan_bpp": float(np.mean([gan[step, photo][1] for photo in photos])),
-            "control_bpp": float(np.mean([control[step, photo][1] for photo in photos]))})
+            "gan_niqe": float(gan_niqe.mean()), "control_niqe": float(control_niqe.mean()),
+            "gap": float(gan_niqe.mean() - control_niqe.mean()),
+            "photos_gan_lower": int((gan_niqe < control_niqe).sum()), "photos": len(photos),
+            "gan_bpp": float(gan_bpp.mean()), "control_bpp": float(control_bpp.mean())})
     return entries
 
 
@@ -102,17 +98,14 @@ def main() -> int:
             raise SystemExit(f"--series={series}: expected SEED:FOLDER with a "
                              "per_checkpoint.csv from benchmarks/gan_niqe.py")
         entries += compare(seed, *read_pair(Path(folder)))
-    last = {}
-    for entry in entries:
-        last[entry["seed"]] = entry
+    last = {entry["seed"]: entry for entry in entries}  # entries run in step order
     passed = [seed for seed, entry in last.items()
               if entry["gap"] < 0 and entry["photos_gan_lower"] >= PHOTOS_NEEDED]
+    from hific_tf.evaluation import write_csv  # loads TensorFlow
+
     output = Path(arguments.output)
     output.mkdir(parents=True, exist_ok=True)
-    with (output / "gaps.csv").open("w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=list(entries[0]))
-        writer.writeheader()
-        writer.writerows(entries)
+    write_csv(entries, output / "gaps.csv")
     (output / "summary.json").write_text(json.dumps(
         {"machine": machine(), "series": arguments.series, "steps": entries,
          "final_gap_mean": float(np.mean([e["gap"] for e in last.values()])),

@@ -30,7 +30,6 @@ $HOME/runs/s2-256-ds-b0.15:500,$HOME/runs/s2-256-ds-b0.15:1000 \
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from collections.abc import Callable
@@ -191,6 +190,7 @@ def main() -> int:
         print(f"skipped: {arguments.input} is not there (the project's photos)")
         return 0
     from hific_tf import zoo
+    from hific_tf.evaluation import write_csv
     from hific_tf.images import list_images, read_image
     from hific_tf.perceptual.niqe import niqe
 
@@ -237,10 +237,7 @@ def main() -> int:
         "blocks": int(sum(mask.size for mask in flat.values())), "periodic": periodic}
     output = Path(arguments.output)
     output.mkdir(parents=True, exist_ok=True)
-    with (output / "per_image.csv").open("w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(rows, output / "per_image.csv")
     (output / "summary.json").write_text(json.dumps(summary, indent=2,
                                                     ensure_ascii=False) + "\n")
     plot(summary, output / "sensitivity.png")

@@ -149,15 +149,20 @@ def _set_metrics(real: list[np.ndarray], fake: list[np.ndarray],
             "kid": float(kid), "patches": len(real_patches)}
 
 
+def write_csv(rows: list[dict], path: Path) -> None:
+    """`rows` (dicts with the same keys, in order) as a CSV file with a header line."""
+    with path.open("w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def write_reports(rows: list[dict], summaries: list[dict], measures: Measures,
                   output: Path) -> dict[str, Path]:
     """Per-image CSV, one CompressAI-layout JSON per codec, a summary JSON and the plots."""
     output.mkdir(parents=True, exist_ok=True)
     written = {"per_image": output / "per_image.csv", "summary": output / "summary.json"}
-    with written["per_image"].open("w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(rows, written["per_image"])
     by_codec: dict[str, list[dict]] = {}
     for summary in summaries:
         by_codec.setdefault(summary["codec"], []).append(summary)
