@@ -75,6 +75,10 @@ class ModelConfig:
         step = (hi - lo) / max(self.num_scales - 1, 1)
         return [math.exp(lo + i * step) for i in range(self.num_scales)]
 
+    def same_networks(self, other: ModelConfig) -> bool:
+        """True if `other` has the same networks, however it evaluates h_s when coding."""
+        return dataclasses.replace(other, hyper_synthesis=self.hyper_synthesis) == self
+
     def to_json(self) -> str:
         """Canonical JSON, used in checkpoints and in the model identifier."""
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
