@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 import tensorflow_gan as tfgan
+from tensorflow.python.util import deprecation
 
 FID_PATCH = 256
 FID_SHIFT = 128
@@ -52,8 +53,9 @@ def kid_from_features(real: tf.Tensor, generated: tf.Tensor,
     """
     smaller = min(int(real.shape[0]), int(generated.shape[0]))
     block = max(1, min(max_block_size, smaller // 2))
-    return tfgan.eval.kernel_classifier_distance_and_std_from_activations(
-        tf.cast(real, tf.float64), tf.cast(generated, tf.float64), max_block_size=block)
+    with deprecation.silence():  # its internal map_fn(back_prop=False) warns on every call
+        return tfgan.eval.kernel_classifier_distance_and_std_from_activations(
+            tf.cast(real, tf.float64), tf.cast(generated, tf.float64), max_block_size=block)
 
 
 def fid256_patch_origins(height: int, width: int) -> list[tuple[int, int]]:
