@@ -37,10 +37,25 @@ def ms_ssim(original: tf.Tensor, reconstruction: tf.Tensor) -> tf.Tensor:
                                     tf.cast(reconstruction, tf.float32), max_val=255.0)
 
 
-def fid_from_features(real: tf.Tensor, generated: tf.Tensor) -> tf.Tensor:
-    """Fréchet distance between Gaussians fitted to two sets of features [N, D]."""
+def fid_from_features(real: np.ndarray, generated: np.ndarray) -> tf.Tensor:
+    """Fréchet distance between Gaussians fitted to two sets of features [N, D], by
+    tensorflow-gan.
+
+    With fewer points than dimensions in all (40 FID/256 patches against Inception's 2048
+    features), both sets are first written in an orthonormal basis of the space they span
+    around their joint mean. FID is unchanged by a translation and a rotation applied to both
+    sets, so this is exact (to rounding); it makes tensorflow-gan's two matrix square roots
+    N x N instead of 2048 x 2048 (a minute on a 2-core CPU).
+    """
+    real, generated = np.asarray(real, np.float64), np.asarray(generated, np.float64)
+    if len(real) + len(generated) <= real.shape[1]:
+        both = np.concatenate([real, generated])
+        both -= both.mean(axis=0)
+        _, _, basis = np.linalg.svd(both, full_matrices=False)  # rows: orthonormal, span
+        coordinates = both @ basis.T
+        real, generated = coordinates[:len(real)], coordinates[len(real):]
     return tfgan.eval.frechet_classifier_distance_from_activations(
-        tf.cast(real, tf.float64), tf.cast(generated, tf.float64))
+        tf.constant(real), tf.constant(generated))
 
 
 def kid_from_features(real: tf.Tensor, generated: tf.Tensor,

@@ -35,6 +35,10 @@ class PackagedFile:
         return (f"install it with `pip install --no-deps {self.distribution}` (`make` does "
                 "this in .venv)")
 
+    @property
+    def reinstall_hint(self) -> str:
+        return f"reinstall it with `pip install --force-reinstall --no-deps {self.distribution}`"
+
     def locate(self) -> Path:
         """The file's path in the installed package (UserError if it is not installed)."""
         spec = importlib.util.find_spec(self.package)
@@ -46,13 +50,13 @@ class PackagedFile:
         path = Path(folders[0]) / self.relative_path
         if not path.is_file():
             raise MissingPackageError(f"{self.description} not found: {path} is missing; "
-                                      f"reinstall: {self.install_hint}")
+                                      f"{self.reinstall_hint}")
         return path
 
     def refusal(self, path: Path, problem: str) -> UserError:
         """The one-line error for a file that is not the expected one."""
-        return UserError(f"{path} is not {self.description} ({problem}); reinstall: "
-                         f"{self.install_hint}")
+        return UserError(f"{path} is not {self.description} ({problem}); "
+                         f"{self.reinstall_hint}")
 
     def check_sha256(self, path: Path) -> None:
         """Refuses the file unless its SHA-256 is the known one."""
