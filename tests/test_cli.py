@@ -196,7 +196,7 @@ def test_demo_codes_with_both_bundled_models_and_writes_the_report(tmp_path, val
     for summary in summaries:
         assert summary["lpips"] > 0 and summary["fid"] > 0 and summary["kid"] is not None
         assert summary["patches"] == 16
-    assert "FID and KID are FID/256 figures" in result.stdout
+    assert "FID and KID are FID/256 figures" in result.stdout and " patches" in result.stdout
 
 
 def test_demo_without_bundled_models_says_how_to_get_them(tmp_path, val768, monkeypatch):

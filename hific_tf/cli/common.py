@@ -186,8 +186,8 @@ def report(images: dict[str, np.ndarray], models: list[Entry], classics: list[Cl
         print(f"{s['codec']:<16} {s['setting']:<20} " + " ".join(cells) +
               f" {s.get('patches', 0):>7}")
     if measures.inception:
-        print("FID and KID are FID/256 figures: each compares the 'patches' 256x256 patches "
-              "of the originals with as many of the reconstructions")
+        print("FID and KID are FID/256 figures: each compares as many 256x256 patches of the "
+              "originals and of the reconstructions as the 'patches' column says")
     print("\nwritten:")
     for what, path in written.items():
         print(f"  {what:<14} {path}")

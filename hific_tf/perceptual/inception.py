@@ -392,7 +392,6 @@ class InceptionPool3(tf.keras.Model):
     def __init__(self, name: str = "fid_inception") -> None:
         super().__init__(name=name, dtype="float32")
         self.convs = {op.path: _ConvReLU(op) for op in operations() if isinstance(op, Conv)}
-        self._layers_list = list(self.convs.values())  # tracked for weights
         self.trainable = False
 
     def assign_file_weights(self, weights: dict[str, dict[str, np.ndarray]]) -> None:
