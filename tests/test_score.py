@@ -141,6 +141,7 @@ def test_score_on_val768_against_pillow_jpeg(tmp_path: Path, val768: list[Path])
     assert high_set["fid"] is None and high_set["kid"] is None
 
 
+@pytest.mark.slow
 def test_cli_missing_original_is_one_line(folders: tuple[Path, Path]) -> None:
     originals, decoded = folders
     (originals / "b.png").unlink()
