@@ -91,14 +91,18 @@ class Measures:
 def set_metrics(real_patches: np.ndarray, fake_patches: np.ndarray,
                 measures: Measures) -> dict[str, float | int | None]:
     """FID and KID (with KID's standard error) between two sets of FID/256 patches, and how
-    many patches per set they rest on; None where there are fewer than two patches."""
+    many patches per set they rest on. FID needs two patches per set; KID four (two blocks
+    of at least two, for its unbiased estimate and its standard error); None below that."""
+    scores = {"fid": None, "kid": None, "kid_std": None, "patches": len(real_patches)}
     if len(real_patches) < 2:
-        return {"fid": None, "kid": None, "kid_std": None, "patches": len(real_patches)}
+        return scores
     real_features = measures.features(real_patches)
     fake_features = measures.features(fake_patches)
-    kid, kid_std = metrics.kid_from_features(real_features, fake_features)
-    return {"fid": float(metrics.fid_from_features(real_features, fake_features)),
-            "kid": float(kid), "kid_std": float(kid_std), "patches": len(real_patches)}
+    scores["fid"] = float(metrics.fid_from_features(real_features, fake_features))
+    if len(real_patches) >= 4:
+        kid, kid_std = metrics.kid_from_features(real_features, fake_features)
+        scores.update(kid=float(kid), kid_std=float(kid_std))
+    return scores
 
 
 def lpips_distance(network: Callable) -> Callable[[np.ndarray, np.ndarray], float]:

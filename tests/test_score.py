@@ -149,3 +149,18 @@ def test_cli_missing_original_is_one_line(folders: tuple[Path, Path]) -> None:
     assert result.returncode == 1 and "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if "error:" in line]
     assert len(errors) == 1 and "has no original in" in errors[0]
+
+
+def test_set_scores_need_enough_patches(rng: np.random.Generator) -> None:
+    from hific_tf.evaluation import set_metrics
+
+    features = rng.normal(size=(64, 2048))
+    measures = Measures(inception=lambda patches: features[:len(patches)]
+                        + patches.reshape(len(patches), -1)[:, :1])
+    patches = rng.integers(0, 256, (4, 256, 256, 3), dtype=np.uint8)
+    one = set_metrics(patches[:1], patches[:1], measures)
+    two = set_metrics(patches[:2], patches[2:4], measures)
+    four = set_metrics(patches, patches[::-1], measures)
+    assert one == {"fid": None, "kid": None, "kid_std": None, "patches": 1}
+    assert two["fid"] > 0 and two["kid"] is None and two["patches"] == 2
+    assert np.isfinite(four["kid"]) and np.isfinite(four["kid_std"])

@@ -64,8 +64,9 @@ def main(argv: list[str]) -> int:
             continue
         value = set_scores[metric]
         if value is None:
+            needed = 2 if metric == "fid" else 4
             print(f"{metric.upper()}/256: not defined: {set_scores['patches']} FID/256 patch(es) "
-                  "in the originals, at least 2 needed (images of 256x256 or more)")
+                  f"in the originals, at least {needed} needed (256x256 each)")
         else:
             spread = f" ± {set_scores['kid_std']:.5f}" if metric == "kid" else ""
             print(f"{metric.upper()}/256: {value:.5f}{spread} over {set_scores['patches']} "
