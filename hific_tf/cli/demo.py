@@ -25,8 +25,8 @@ if TYPE_CHECKING:
     from hific_tf.codec import Codec
     from hific_tf.evaluation import Entry
 
-_INPUT = flags.DEFINE_string("input", "../shared/data/photos/val768",
-                             "Folder of images to code.")
+_INPUT = flags.DEFINE_string("input", None, "Folder of images to code (the repository "
+                             "ships three in photos/; make demo uses them).", required=True)
 _OUTPUT = flags.DEFINE_string("output", "out/demo",
                               "Folder for the results; the demo replaces its own files there.")
 
