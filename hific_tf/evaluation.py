@@ -22,7 +22,6 @@ from hific_tf import metrics
 JSON_KEYS = {"bpp": "bpp", "psnr": "psnr-rgb", "ms_ssim": "ms-ssim-rgb", "lpips": "lpips",
              "niqe": "niqe", "fid": "fid", "kid": "kid"}
 PER_IMAGE_METRICS = ("psnr", "ms_ssim", "lpips", "niqe")
-SET_METRICS = ("fid", "kid")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,8 +92,8 @@ def _mean(values: Sequence[float | None]) -> float | None:
     return float(np.mean(present)) if present else None
 
 
-def evaluate(images: dict[str, np.ndarray], entries: Sequence[Entry], measures: Measures,
-             report: Callable[[str], None] = print) -> tuple[list[dict], list[dict]]:
+def evaluate(images: dict[str, np.ndarray], entries: Sequence[Entry], measures: Measures
+             ) -> tuple[list[dict], list[dict]]:
     """Runs every entry on every image; returns per-image rows and per-entry summaries."""
     from hific_tf.progress import Progress
 
