@@ -10,8 +10,6 @@ cache so that the graph is converted only once.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -22,6 +20,7 @@ from google.protobuf.message import DecodeError
 
 from hific_tf import cache
 from hific_tf.errors import UserError
+from hific_tf.files import atomic_writer
 
 lpips_resource = cache.Resource(
     name="lpips/net-lin_alex_v0.1.pb",
@@ -292,15 +291,8 @@ def converted_weights_path(cache_dir: str | Path | None = None) -> Path:
 
 
 def _save(weights: Mapping[str, np.ndarray], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".partial")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.savez(stream, **weights)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_writer(path) as stream:
+        np.savez(stream, **weights)
 
 
 def load_lpips(cache_dir: str | Path | None = None, offline: bool | None = None) -> LPIPS:
