@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed-stamp
 # Photos: the three the repository ships (photos/) for the demo; the shared data set beside
 # the checkout, where there is one, for training. Override any of them: make demo PHOTOS=DIR.
 PHOTOS ?= photos
-SHARED_PHOTOS ?= ../shared/data/photos
+SHARED_DATA ?= ../shared/data
+SHARED_PHOTOS ?= $(SHARED_DATA)/photos
 TRAIN_DATA ?= $(SHARED_PHOTOS)/train
 VALIDATION_DATA ?= $(SHARED_PHOTOS)/val768
 export TF_CPP_MIN_LOG_LEVEL ?= 3
@@ -35,9 +36,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/codec_speed.py
-	$(BIN)/python benchmarks/train_step.py
-	$(BIN)/python benchmarks/bundled_models.py
+	$(BIN)/python benchmarks/codec_speed.py --data=$(SHARED_DATA)
+	$(BIN)/python benchmarks/train_step.py --data=$(SHARED_DATA)
+	$(BIN)/python benchmarks/bundled_models.py --input=$(VALIDATION_DATA)
 
 # The bundled small models: stage 1 (no GAN), then from it two equally long runs on larger
 # crops, one with the GAN (hific-tiny) and one without (mselpips-tiny, the matched control);

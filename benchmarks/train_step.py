@@ -4,7 +4,7 @@ The paper's recipe (batch 8 per half: D on 8 crops, then E/G/P on 8 others, 256x
 on the real training photos, with k_P = 0 so that it needs no LPIPS weights (LPIPS-AlexNet
 adds little next to G). Writes benchmarks/results/train_step.{json,png}.
 
-    python benchmarks/train_step.py [--data=../shared/data] [--steps=3] [--batch_size=8]
+    python benchmarks/train_step.py --data=SHARED_DATA [--steps=3] [--batch_size=8]
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--data", type=Path, required=True,
+                        help="the shared data set's folder (with photos/train)")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--batch_size", type=int, default=8)
     args = parser.parse_args()
