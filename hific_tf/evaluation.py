@@ -55,7 +55,7 @@ def model_entry(name: str, codec: object) -> Entry:
 
 def classic_entry(name: str, classic: object, target_bpp: float) -> Entry:
     """An entry for a classic codec aimed at `target_bpp` by bisection."""
-    from hific_tf.codecs import encode_at_bpp
+    from hific_tf.classic_codecs import encode_at_bpp
 
     def code(image: np.ndarray) -> Coded:
         result = encode_at_bpp(classic, image, target_bpp)

@@ -21,7 +21,7 @@ from hific_tf.progress import Progress
 if TYPE_CHECKING:
     import numpy as np
 
-    from hific_tf.codecs import ClassicCodec
+    from hific_tf.classic_codecs import ClassicCodec
     from hific_tf.evaluation import Entry, Measures
 
 

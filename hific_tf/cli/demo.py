@@ -76,8 +76,8 @@ def main(argv: list[str]) -> int:
         if name not in names:
             print(f"note: {name} is not bundled; the demo runs without it", flush=True)
 
+    from hific_tf.classic_codecs import get_codec
     from hific_tf.codec import load_codec
-    from hific_tf.codecs import get_codec
     from hific_tf.images import list_images, read_image
     from hific_tf.progress import format_duration
 

@@ -37,8 +37,8 @@ def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
     from hific_tf import evaluation
+    from hific_tf.classic_codecs import get_codec
     from hific_tf.codec import load_codec
-    from hific_tf.codecs import get_codec
     from hific_tf.images import list_images, read_image
 
     folder = Path(_IMAGES.value)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from hific_tf import codecs
-from hific_tf.codecs import (
+from hific_tf.classic_codecs import (
     CLASSIC_CODECS,
     AvifCodec,
     ClassicCodec,
