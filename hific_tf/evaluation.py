@@ -25,7 +25,7 @@ PER_IMAGE_METRICS = ("psnr", "ms_ssim", "lpips", "niqe")
 
 
 @dataclasses.dataclass(frozen=True)
-class Coded:
+class CodedImage:
     """One image through one codec: its compressed size and reconstruction."""
 
     num_bytes: int
@@ -40,15 +40,15 @@ class Entry:
     codec: str
     setting: str  # "model" or "target 0.150 bpp"
     target_bpp: float | None
-    code: Callable[[np.ndarray], Coded]
+    code: Callable[[np.ndarray], CodedImage]
 
 
 def model_entry(name: str, codec: object) -> Entry:
     """An entry for one of this project's codecs (hific_tf.codec.Codec)."""
 
-    def code(image: np.ndarray) -> Coded:
+    def code(image: np.ndarray) -> CodedImage:
         data = codec.compress(image)
-        return Coded(len(data), codec.decompress(data))
+        return CodedImage(len(data), codec.decompress(data))
 
     return Entry(codec=name, setting="model", target_bpp=None, code=code)
 
@@ -57,9 +57,9 @@ def classic_entry(name: str, classic: object, target_bpp: float) -> Entry:
     """An entry for a classic codec aimed at `target_bpp` by bisection."""
     from hific_tf.classic_codecs import encode_at_bpp
 
-    def code(image: np.ndarray) -> Coded:
+    def code(image: np.ndarray) -> CodedImage:
         result = encode_at_bpp(classic, image, target_bpp)
-        return Coded(len(result.data), classic.decode(result.data), reached=result.reached)
+        return CodedImage(len(result.data), classic.decode(result.data), reached=result.reached)
 
     return Entry(codec=name, setting=f"target {target_bpp:.3f} bpp", target_bpp=target_bpp,
                  code=code)

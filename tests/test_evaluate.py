@@ -63,7 +63,7 @@ class _StandInInception(tf.Module):
 
 
 def test_fid_and_kid_with_a_stand_in_inception(tmp_path, photos):
-    from hific_tf.evaluation import Coded, Entry, Measures, evaluate
+    from hific_tf.evaluation import CodedImage, Entry, Measures, evaluate
     from hific_tf.images import read_image
     from hific_tf.perceptual.inception import InceptionFeatures, resolve_inception
 
@@ -75,11 +75,11 @@ def test_fid_and_kid_with_a_stand_in_inception(tmp_path, photos):
     measures = Measures(inception=InceptionFeatures(source))
     images = {p.name: read_image(p) for p in photos[:2]}
 
-    def blur(image: np.ndarray) -> Coded:
+    def blur(image: np.ndarray) -> CodedImage:
         smoothed = tf.nn.avg_pool2d(tf.constant(image[None], tf.float32), 5, 1, "SAME")
-        return Coded(1000, tf.cast(tf.round(smoothed[0]), tf.uint8).numpy())
+        return CodedImage(1000, tf.cast(tf.round(smoothed[0]), tf.uint8).numpy())
 
-    entries = [Entry("identity", "model", None, lambda x: Coded(1000, x)),
+    entries = [Entry("identity", "model", None, lambda x: CodedImage(1000, x)),
                Entry("blur", "model", None, blur)]
     _, summaries = evaluate(images, entries, measures)
     identity, blurred = summaries

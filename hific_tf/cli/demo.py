@@ -38,12 +38,12 @@ def code_and_save(name: str, codec: Codec, images: dict[str, np.ndarray],
     """Codes every image with `codec`, writing STEM.hfc and STEM.png into `folder`; returns an
     evaluation entry that replays these results rather than coding again."""
     from hific_tf.bitstream import FILE_SUFFIX
-    from hific_tf.evaluation import Coded, Entry
+    from hific_tf.evaluation import CodedImage, Entry
     from hific_tf.files import write_atomic
     from hific_tf.images import write_png
     from hific_tf.progress import Progress
 
-    coded: dict[bytes, Coded] = {}
+    coded: dict[bytes, CodedImage] = {}
     progress = Progress(len(images), unit="image")
     for done, (image_name, image) in enumerate(images.items(), start=1):
         data = codec.compress(image)
@@ -51,7 +51,7 @@ def code_and_save(name: str, codec: Codec, images: dict[str, np.ndarray],
         stem = Path(image_name).stem
         write_atomic(folder / f"{stem}{FILE_SUFFIX}", data, overwrite=True)
         write_png(folder / f"{stem}.png", reconstruction, overwrite=True)
-        coded[image.tobytes()] = Coded(len(data), reconstruction)
+        coded[image.tobytes()] = CodedImage(len(data), reconstruction)
         bpp = 8 * len(data) / (image.shape[0] * image.shape[1])
         progress.update(done, f"{name}  {image_name}  {bpp:.3f} bpp")
     return Entry(codec=name, setting="model", target_bpp=None,
