@@ -53,11 +53,11 @@ tiny-models: $(STAMP)
 	    echo "make tiny-models: no photos at $$folder; pass TRAIN_DATA=DIR and" \
 	        "VALIDATION_DATA=DIR" >&2; exit 2; }; done
 	$(BIN)/hific-tf train --preset=small-mselpips --run_dir=$(RUNS)/small-mselpips $(TRAIN_FLAGS)
-	$(BIN)/hific-tf train --preset=small-mselpips-256 --run_dir=$(RUNS)/small-mselpips-256 \
+	$(BIN)/hific-tf train --preset=small-hific-control --run_dir=$(RUNS)/small-hific-control \
 	    --init_from=$(RUNS)/small-mselpips $(TRAIN_FLAGS)
 	$(BIN)/hific-tf train --preset=small-hific --run_dir=$(RUNS)/small-hific \
 	    --init_from=$(RUNS)/small-mselpips $(TRAIN_FLAGS)
-	$(BIN)/hific-tf bundle --model=$(RUNS)/small-mselpips-256 --name=mselpips-tiny $(BUNDLE_FLAGS)
+	$(BIN)/hific-tf bundle --model=$(RUNS)/small-hific-control --name=mselpips-tiny $(BUNDLE_FLAGS)
 	$(BIN)/hific-tf bundle --model=$(RUNS)/small-hific --name=hific-tiny $(BUNDLE_FLAGS)
 
 clean:

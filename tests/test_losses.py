@@ -102,7 +102,7 @@ def test_paper_presets_follow_the_spec():
 def test_bundled_no_gan_model_is_the_gan_recipe_without_the_gan():
     """mselpips-tiny is hific-tiny's control: the same 600 steps, differing only in beta
     (and in D's update count, which reaches G only through the GAN term)."""
-    gan, control = training_preset("small-hific"), training_preset("small-mselpips-256")
+    gan, control = training_preset("small-hific"), training_preset("small-hific-control")
     assert control.recipe.differences(gan.recipe) == ["beta", "discriminator_steps"]
     assert control.run == gan.run and gan.run.num_steps == 600
     gan, control = gan.recipe, control.recipe
