@@ -1,4 +1,5 @@
-"""Architecture configurations: the one place where HiFiC's widths and sizes live.
+"""Configurations: the one place for HiFiC's numbers, the architecture's (ModelConfig) and
+training's (TrainingRecipe: what is learned; TrainingRun: how a run is operated).
 
 The full-size numbers are those of the paper (see HIFIC_SPEC.md); small presets keep the
 same topology at reduced width so that tests and CPU runs share the full model's code path.
@@ -121,7 +122,10 @@ def _from_fields(cls: type, fields: object, what: str) -> object:
     if unknown:
         raise ValueError(f"unknown {what} keys: {', '.join(unknown)}; known: "
                          f"{', '.join(sorted(known))}")
-    return cls(**fields)
+    try:
+        return cls(**fields)
+    except TypeError as error:  # a value of the wrong type, e.g. a string for a number
+        raise ValueError(f"bad {what}: {error}") from None
 
 
 @dataclasses.dataclass(frozen=True)

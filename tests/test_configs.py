@@ -48,6 +48,7 @@ def test_the_run_holds_only_how_a_run_is_operated():
     (TrainingRecipe, '{"learning_rate_schedule": {"value": [1]}}',
      "unknown schedule keys: value"),
     (TrainingRun, '[1, 2]', "a training run must be a JSON object"),
+    (TrainingRun, '{"num_steps": "many"}', "bad training run: "),
     (ModelConfig, '{"latent": 3}', "unknown model config keys: latent"),
 ])
 def test_an_unknown_key_is_one_value_error_naming_it(kind, text, message):
