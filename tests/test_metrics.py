@@ -65,10 +65,10 @@ def _ms_ssim_reference(x: np.ndarray, y: np.ndarray) -> float:
     return value
 
 
-def test_ms_ssim_matches_the_formula(val768):
+def test_ms_ssim_matches_the_formula(photos):
     from hific_tf.images import read_image
 
-    photo = read_image(val768[0])[:200, :301]
+    photo = read_image(photos[0])[:200, :301]
     rng = np.random.default_rng(3)
     noisy = np.clip(photo + rng.normal(0, 12, photo.shape), 0, 255).astype(np.uint8)
     got = float(metrics.ms_ssim(photo[None], noisy[None]).numpy()[0])
