@@ -84,7 +84,7 @@ def test_fid_and_kid_with_a_stand_in_inception(tmp_path, photos):
     _, summaries = evaluate(images, entries, measures)
     identity, blurred = summaries
     assert identity["patches"] == blurred["patches"] == 2 * 8  # 768x512: 6 + 2 each
-    assert abs(identity["fid"]) < 1e-6
+    assert abs(identity["fid"]) < 1e-4  # zero but for the matrix square root's round-off
     assert blurred["fid"] > 1e-3 and np.isfinite(blurred["kid"])
 
 
