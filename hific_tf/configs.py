@@ -69,6 +69,10 @@ class ModelConfig:
         """Image sides are padded to a multiple of this so that z (H/64) is whole."""
         return self.latent_stride * 4
 
+    def same_networks(self, other: ModelConfig) -> bool:
+        """True if `other` has the same networks, however it evaluates h_s when coding."""
+        return dataclasses.replace(other, hyper_synthesis=self.hyper_synthesis) == self
+
     def to_json(self) -> str:
         """Canonical JSON, used in checkpoints and in the model identifier."""
         return json.dumps(dataclasses.asdict(self), sort_keys=True)

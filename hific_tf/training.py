@@ -175,7 +175,7 @@ class Trainer:
 
     def _initialize_from_stage_one(self, directory: Path) -> None:
         """E, G and the hyperprior from a stage-1 run; D, optimizers and step stay fresh."""
-        if read_config(directory) != self.recipe.model_config:
+        if not self.recipe.model_config.same_networks(read_config(directory)):
             raise UserError(f"{directory} holds a different architecture than --model="
                             f"{self.recipe.model}")
         latest = tf.train.latest_checkpoint(str(directory))
@@ -187,7 +187,7 @@ class Trainer:
     def _initialize_from_model(self, source: HiFiC, with_z_prior: bool = False) -> None:
         """E, G, h_a and both h_s from `source`, and z's prior if `with_z_prior` (a model
         trained by hific-tf, not an imported one); D, optimizers and step stay fresh."""
-        if source.config != self.recipe.model_config:
+        if not self.recipe.model_config.same_networks(source.config):
             raise UserError(f"the model to start from has a different architecture than "
                             f"--model={self.recipe.model}")
         hyperprior, target = source.hyperprior, self.model.hyperprior
