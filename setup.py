@@ -8,6 +8,7 @@ setup(
     name="hific-tf",
     version="0.2.0",
     description="High-Fidelity Generative Image Compression (HiFiC) in TensorFlow 2",
+    license="Apache-2.0",
     long_description=Path("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.11,<3.12",

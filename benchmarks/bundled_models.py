@@ -6,7 +6,7 @@ keeps the summary, the
 per-image table, the rate-distortion plots and the side-by-side figure in
 benchmarks/results/bundled_val768/, with the machine and the demo's wall time.
 
-    .venv/bin/python benchmarks/bundled_models.py [--input=../shared/data/photos/val768]
+    .venv/bin/python benchmarks/bundled_models.py --input=VAL768_FOLDER   # make bench passes it
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ KEPT = ("summary.json", "per_image.csv", "rd_psnr.png", "rd_ms_ssim.png", "rd_ni
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--input", default="../shared/data/photos/val768")
+    parser.add_argument("--input", required=True, help="folder of the val768 photos")
     arguments = parser.parse_args()
     if not Path(arguments.input).is_dir():
         print(f"skipped: {arguments.input} is not there (the project's photos)")

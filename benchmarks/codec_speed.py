@@ -5,7 +5,7 @@ Writes benchmarks/results/codec_speed.{json,png}. The weights are freshly initia
 the networks' cost does not depend on their values; the rate, and so the range coder's
 share of the time, does, a little.
 
-    python benchmarks/codec_speed.py [--data=../shared/data] [--repeats=2]
+    python benchmarks/codec_speed.py --data=SHARED_DATA [--repeats=2]   # make bench passes it
 """
 
 from __future__ import annotations
@@ -95,7 +95,8 @@ def main() -> None:
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--data", type=Path, required=True,
+                        help="the shared data set's folder (with photos/)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--worker", choices=["compress", "decompress"])
     parser.add_argument("--size", choices=list(SIZES))

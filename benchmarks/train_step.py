@@ -1,16 +1,15 @@
 """Seconds per step and peak memory of the full-size hific-lo training step on this CPU.
 
 The paper's recipe (batch 8 per half: D on 8 crops, then E/G/P on 8 others, 256x256 crops)
-on the real training photos, with k_P = 0 because no LPIPS weights exist on this machine
-(LPIPS-AlexNet adds little next to G). Writes benchmarks/results/train_step.{json,png}.
+on the real training photos, with k_P = 0 so that it needs no LPIPS weights (LPIPS-AlexNet
+adds little next to G). Writes benchmarks/results/train_step.{json,png}.
 
-    python benchmarks/train_step.py [--data=../shared/data] [--steps=3] [--batch_size=8]
+    python benchmarks/train_step.py --data=SHARED_DATA [--steps=3] [--batch_size=8]
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -28,7 +27,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--data", type=Path, required=True,
+                        help="the shared data set's folder (with photos/train)")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--batch_size", type=int, default=8)
     args = parser.parse_args()
@@ -39,12 +39,12 @@ def main() -> None:
     from hific_tf.data import training_dataset
     from hific_tf.training import Trainer
 
-    config = dataclasses.replace(training_preset("hific-lo"), k_p=0.0,
-                                 batch_size=args.batch_size, num_steps=10**6)
+    config = training_preset("hific-lo").replace(k_p=0.0, batch_size=args.batch_size,
+                                                 num_steps=10**6)
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = Trainer(config, run_dir)
         dataset = training_dataset([str(args.data / "photos" / "train")],
-                                   trainer.images_per_step(), config.crop_size,
+                                   trainer.images_per_step(), config.recipe.crop_size,
                                    cache_decoded=True)
         iterator = iter(trainer.strategy.experimental_distribute_dataset(dataset))
         started = time.perf_counter()
@@ -60,7 +60,7 @@ def main() -> None:
     report = {
         "benchmark": "train_step", "preset": "hific-lo (k_p = 0)",
         "date": time.strftime("%Y-%m-%d"), "machine": machine(),
-        "batch_size_per_half": args.batch_size, "crop_size": config.crop_size,
+        "batch_size_per_half": args.batch_size, "crop_size": config.recipe.crop_size,
         "first_step_with_tracing_seconds": first, "step_seconds": seconds,
         "mean_step_seconds": sum(seconds) / len(seconds), "peak_rss_mib": peak_rss_mib()}
     RESULTS.mkdir(exist_ok=True)
@@ -75,7 +75,7 @@ def main() -> None:
     axis.bar([f"step {i + 1}" for i in range(len(seconds))], seconds, color="tab:blue")
     axis.set_ylabel("seconds")
     axis.set_title(f"hific-lo training step, batch {args.batch_size}+{args.batch_size}, "
-                   f"{config.crop_size}² crops, CPU\npeak memory "
+                   f"{config.recipe.crop_size}² crops, CPU\npeak memory "
                    f"{report['peak_rss_mib'] / 1024:.1f} GiB", fontsize=9)
     figure.tight_layout()
     figure.savefig(RESULTS / "train_step.png", dpi=100)

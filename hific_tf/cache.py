@@ -14,12 +14,12 @@ import dataclasses
 import hashlib
 import os
 import shutil
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from hific_tf.errors import UserError
+from hific_tf.files import atomic_writer
 
 CACHE_ENV = "HIFIC_TF_CACHE"
 OFFLINE_ENV = "HIFIC_TF_OFFLINE"
@@ -85,15 +85,11 @@ def fetch(resource: Resource, directory: str | Path | None = None,
     if offline_mode(offline):
         raise MissingResourceError(f"{resource.description} not found (offline mode): "
                                    f"{how_to_place}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".download")
     try:
-        with os.fdopen(handle, "wb") as stream, urllib.request.urlopen(
+        with atomic_writer(path) as stream, urllib.request.urlopen(
                 resource.url, timeout=timeout) as response:
             shutil.copyfileobj(response, stream)
-        os.replace(temporary, path)
     except (urllib.error.URLError, OSError, TimeoutError) as error:
-        Path(temporary).unlink(missing_ok=True)
         raise MissingResourceError(f"cannot download {resource.description} ({error}): "
                                    f"{how_to_place}") from None
     _check(resource, path)

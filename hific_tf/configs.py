@@ -1,4 +1,5 @@
-"""Architecture configurations: the one place where HiFiC's widths and sizes live.
+"""Configurations: the one place for HiFiC's numbers, the architecture's (ModelConfig) and
+training's (TrainingRecipe: what is learned; TrainingRun: how a run is operated).
 
 The full-size numbers are those of the paper (see HIFIC_SPEC.md); small presets keep the
 same topology at reduced width so that tests and CPU runs share the full model's code path.
@@ -8,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,12 +69,6 @@ class ModelConfig:
         """Image sides are padded to a multiple of this so that z (H/64) is whole."""
         return self.latent_stride * 4
 
-    def scale_table(self) -> list[float]:
-        """The Gaussian conditional's scales: exp(linspace(ln min, ln max, num_scales))."""
-        lo, hi = math.log(self.scale_min), math.log(self.scale_max)
-        step = (hi - lo) / max(self.num_scales - 1, 1)
-        return [math.exp(lo + i * step) for i in range(self.num_scales)]
-
     def same_networks(self, other: ModelConfig) -> bool:
         """True if `other` has the same networks, however it evaluates h_s when coding."""
         return dataclasses.replace(other, hyper_synthesis=self.hyper_synthesis) == self
@@ -85,13 +79,8 @@ class ModelConfig:
 
     @classmethod
     def from_json(cls, text: str) -> ModelConfig:
-        """Inverse of to_json; unknown keys are an error."""
-        fields = json.loads(text)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(fields) - known)
-        if unknown:
-            raise ValueError(f"unknown model config keys: {', '.join(unknown)}")
-        return cls(**fields)
+        """Inverse of to_json; an unknown key is a ValueError naming it."""
+        return _from_fields(cls, json.loads(text), "model config")
 
 
 MODEL_PRESETS: dict[str, ModelConfig] = {
@@ -131,15 +120,80 @@ def model_preset(name: str) -> ModelConfig:
 
 
 STAGES = ("mselpips", "hific")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+STRATEGIES = ("default", "mirrored", "multi_worker_mirrored", "tpu")
+
+
+def _from_fields(cls: type, fields: object, what: str) -> object:
+    """`cls(**fields)` for a JSON object; an unknown key or a non-object is one ValueError."""
+    if not isinstance(fields, dict):
+        raise ValueError(f"a {what} must be a JSON object, got {type(fields).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise ValueError(f"unknown {what} keys: {', '.join(unknown)}; known: "
+                         f"{', '.join(sorted(known))}")
+    try:
+        return cls(**fields)
+    except TypeError as error:  # a value of the wrong type, e.g. a string for a number
+        raise ValueError(f"bad {what}: {error}") from None
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainingConfig:
-    """The training recipe (HIFIC_SPEC.md, "Loss and training") and how a run is operated.
+class Schedule:
+    """A piecewise-constant factor, as in the authors' configurations: `values[0]` before
+    `boundaries[0]`, `values[i]` from step `boundaries[i - 1]` on."""
 
-    Fields in `RESUMABLE_FIELDS` may change when a run resumes; every other field must match
-    the configuration saved beside the checkpoints.
-    """
+    values: tuple[float, ...]
+    boundaries: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "values", tuple(float(v) for v in self.values))
+        object.__setattr__(self, "boundaries", tuple(int(b) for b in self.boundaries))
+        if len(self.values) != len(self.boundaries) + 1:
+            raise ValueError(f"a schedule needs one value more than boundaries, got values "
+                             f"{list(self.values)} and boundaries {list(self.boundaries)}")
+        if any(b < 0 for b in self.boundaries) or list(self.boundaries) != sorted(
+                set(self.boundaries)):
+            raise ValueError(f"schedule boundaries must be increasing steps >= 0, got "
+                             f"{list(self.boundaries)}")
+
+    @classmethod
+    def constant(cls, value: float = 1.0) -> Schedule:
+        return cls((value,))
+
+    @classmethod
+    def step(cls, before: float, after: float, boundary: int) -> Schedule:
+        """`before` until `boundary`, then `after` (a warm-up or a decay)."""
+        return cls((before, after), (boundary,))
+
+    def value_at(self, step: int) -> float:
+        return self.values[sum(step >= b for b in self.boundaries)]
+
+    def agrees_before(self, other: Schedule, step: int) -> bool:
+        """True when both give the same value at every step before `step`: moving a boundary
+        that neither has reached changes none of the steps already run."""
+        starts = {0, *self.boundaries, *other.boundaries}
+        return all(self.value_at(s) == other.value_at(s) for s in starts if s < step)
+
+    @classmethod
+    def from_dict(cls, fields: object) -> Schedule:
+        if isinstance(fields, Schedule):
+            return fields
+        return _from_fields(cls, fields, "schedule")
+
+
+# The paper's schedules: a rate warm-up for the first 50k steps that aims at 0.20/0.14 times
+# the target with half the rate weight, and the learning rate divided by 10 at 500k steps.
+PAPER_TARGET_RATE_SCHEDULE = Schedule.step(0.20 / 0.14, 1.0, 50_000)
+PAPER_RATE_WEIGHT_SCHEDULE = Schedule.step(0.5, 1.0, 50_000)
+PAPER_LEARNING_RATE_SCHEDULE = Schedule.step(1.0, 0.1, 500_000)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingRecipe:
+    """What is learned (HIFIC_SPEC.md, "Loss and training"): losses, rate control,
+    schedules, optimiser and data augmentation. Resuming a run needs the same recipe."""
 
     model: str = "hific"  # a key of MODEL_PRESETS
     stage: str = "hific"  # "mselpips" (no GAN) or "hific"
@@ -151,12 +205,11 @@ class TrainingConfig:
     k_m: float = 0.075 * 2.0**-5
     k_p: float = 1.0
     beta: float = 0.15
-    rate_warmup_steps: int = 50_000
-    warmup_target_factor: float = 0.20 / 0.14
-    warmup_weight_factor: float = 0.5
+    # Factors on target_rate and on lambda(a)/lambda(b), and on learning_rate.
+    target_rate_schedule: Schedule = PAPER_TARGET_RATE_SCHEDULE
+    rate_weight_schedule: Schedule = PAPER_RATE_WEIGHT_SCHEDULE
     learning_rate: float = 1e-4
-    learning_rate_decay_step: int = 500_000
-    learning_rate_decay_factor: float = 0.1
+    learning_rate_schedule: Schedule = PAPER_LEARNING_RATE_SCHEDULE
     adam_beta_1: float = 0.9
     adam_beta_2: float = 0.999
     adam_epsilon: float = 1e-8
@@ -171,31 +224,16 @@ class TrainingConfig:
     # of G's stride-2 upsampling grid or memorise a small training set. Not in the paper
     # (0 there); an augmentation in the spirit of DiffAugment's translation.
     discriminator_shift: int = 0
-    precision: str = "float32"  # or "mixed_bfloat16" / "mixed_float16" on accelerators
     seed: int = 0
-    num_steps: int = 1_000_000
-    checkpoint_every: int = 5_000
-    keep_checkpoints: int = 3
-    log_every: int = 100
-    summary_every: int = 100
-    image_every: int = 5_000
-    validate_every: int = 5_000
-
-    RESUMABLE_FIELDS = frozenset({"num_steps", "checkpoint_every", "keep_checkpoints",
-                                  "log_every", "summary_every", "image_every",
-                                  "validate_every"})
-    # Steps at which the schedule changes: moving one that neither recipe has reached yet
-    # changes none of the steps already run.
-    SCHEDULE_STEP_FIELDS = frozenset({"learning_rate_decay_step"})
 
     def __post_init__(self) -> None:
+        for name in ("target_rate_schedule", "rate_weight_schedule", "learning_rate_schedule"):
+            object.__setattr__(self, name, Schedule.from_dict(getattr(self, name)))
         if self.model not in MODEL_PRESETS:
             raise ValueError(f"unknown model preset {self.model!r}; choose one of "
                              f"{', '.join(MODEL_PRESETS)}")
         if self.stage not in STAGES:
             raise ValueError(f"stage must be one of {', '.join(STAGES)}, got {self.stage!r}")
-        if self.precision not in ("float32", "mixed_bfloat16", "mixed_float16"):
-            raise ValueError(f"unknown precision {self.precision!r}")
         model = MODEL_PRESETS[self.model]
         if self.crop_size % model.pad_multiple:
             raise ValueError(f"crop_size must be a multiple of {model.pad_multiple}, "
@@ -203,9 +241,7 @@ class TrainingConfig:
         if self.discriminator_shift < 0:
             raise ValueError(f"discriminator_shift must be 0 or more, got "
                              f"{self.discriminator_shift}")
-        for name in ("batch_size", "discriminator_steps", "num_steps", "checkpoint_every",
-                     "keep_checkpoints", "log_every", "summary_every", "image_every",
-                     "validate_every"):
+        for name in ("batch_size", "discriminator_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
@@ -221,77 +257,179 @@ class TrainingConfig:
         return json.dumps(dataclasses.asdict(self), sort_keys=True, indent=1)
 
     @classmethod
-    def from_json(cls, text: str) -> TrainingConfig:
-        return cls(**json.loads(text))
+    def from_json(cls, text: str) -> TrainingRecipe:
+        """Inverse of to_json; an unknown key is a ValueError naming it."""
+        return _from_fields(cls, json.loads(text), "training recipe")
 
-    def recipe_differences(self, other: TrainingConfig, completed_steps: int = 0
-                           ) -> list[str]:
-        """Names of the fields, outside RESUMABLE_FIELDS, where the two recipes differ;
-        a SCHEDULE_STEP_FIELDS entry counts only once either recipe has reached it
-        (`completed_steps`)."""
+    def differences(self, other: TrainingRecipe, completed_steps: int = 0) -> list[str]:
+        """Names of the fields where the two recipes differ; a schedule counts only where it
+        differs before `completed_steps` (the steps already run)."""
         def differs(name: str) -> bool:
             mine, theirs = getattr(self, name), getattr(other, name)
-            if name in self.SCHEDULE_STEP_FIELDS and min(mine, theirs) >= completed_steps:
-                return False
+            if isinstance(mine, Schedule):
+                return not mine.agrees_before(theirs, completed_steps)
             return mine != theirs
 
-        return [f.name for f in dataclasses.fields(self)
-                if f.name not in self.RESUMABLE_FIELDS and differs(f.name)]
+        return [f.name for f in dataclasses.fields(self) if differs(f.name)]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingRun:
+    """How a run is operated: its length, checkpoints, summaries, strategy and precision.
+    These may change when a run resumes, except the precision (its optimiser state)."""
+
+    num_steps: int = 1_000_000
+    checkpoint_every: int = 5_000
+    keep_checkpoints: int = 3
+    log_every: int = 100
+    summary_every: int = 100
+    image_every: int = 5_000
+    validate_every: int = 5_000
+    strategy: str = "default"  # a tf.distribute strategy, see STRATEGIES
+    precision: str = "float32"  # or "mixed_bfloat16" / "mixed_float16" on accelerators
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; choose one of "
+                             f"{', '.join(PRECISIONS)}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {self.strategy!r}; choose one of "
+                             f"{', '.join(STRATEGIES)}")
+        for name in ("num_steps", "checkpoint_every", "keep_checkpoints", "log_every",
+                     "summary_every", "image_every", "validate_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainingRun:
+        """Inverse of to_json; an unknown key is a ValueError naming it."""
+        return _from_fields(cls, json.loads(text), "training run")
+
+
+RECIPE_FIELDS = frozenset(f.name for f in dataclasses.fields(TrainingRecipe))
+RUN_FIELDS = frozenset(f.name for f in dataclasses.fields(TrainingRun))
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    """A recipe and the run that applies it: a training preset, or train_config.json."""
+
+    recipe: TrainingRecipe = TrainingRecipe()
+    run: TrainingRun = TrainingRun()
+
+    def replace(self, **fields: object) -> TrainingConfig:
+        """A copy with recipe and run fields replaced, each by its name."""
+        unknown = sorted(set(fields) - RECIPE_FIELDS - RUN_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown training configuration keys: {', '.join(unknown)}")
+        recipe = {k: v for k, v in fields.items() if k in RECIPE_FIELDS}
+        run = {k: v for k, v in fields.items() if k in RUN_FIELDS}
+        return TrainingConfig(dataclasses.replace(self.recipe, **recipe),
+                              dataclasses.replace(self.run, **run))
+
+    def to_json(self) -> str:
+        return json.dumps({"recipe": dataclasses.asdict(self.recipe),
+                           "run": dataclasses.asdict(self.run)}, sort_keys=True, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainingConfig:
+        """Inverse of to_json (also reads the flat layout of earlier versions); an unknown
+        key is a ValueError naming it."""
+        fields = json.loads(text)
+        if isinstance(fields, dict) and not {"recipe", "run"} & set(fields):
+            fields = _split_flat(fields)
+        if not isinstance(fields, dict):
+            raise ValueError("a training configuration must be a JSON object")
+        unknown = sorted(set(fields) - {"recipe", "run"})
+        if unknown:
+            raise ValueError(f"unknown training configuration keys: {', '.join(unknown)}; "
+                             "known: recipe, run")
+        return cls(_from_fields(TrainingRecipe, fields.get("recipe", {}), "training recipe"),
+                   _from_fields(TrainingRun, fields.get("run", {}), "training run"))
+
+
+def _split_flat(fields: dict) -> dict:
+    """train_config.json as written before recipe and run were split: one flat object whose
+    warm-up and decay steps and factors become schedules."""
+    fields = dict(fields)
+    warmup = fields.pop("rate_warmup_steps", 50_000)
+    target_factor = fields.pop("warmup_target_factor", 0.20 / 0.14)
+    weight_factor = fields.pop("warmup_weight_factor", 0.5)
+    decay_step = fields.pop("learning_rate_decay_step", 500_000)
+    decay_factor = fields.pop("learning_rate_decay_factor", 0.1)
+    unknown = sorted(set(fields) - RECIPE_FIELDS - RUN_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown training configuration keys: {', '.join(unknown)}")
+    recipe = {k: v for k, v in fields.items() if k in RECIPE_FIELDS}
+    recipe.update(target_rate_schedule=Schedule.step(target_factor, 1.0, warmup),
+                  rate_weight_schedule=Schedule.step(weight_factor, 1.0, warmup),
+                  learning_rate_schedule=Schedule.step(1.0, decay_factor, decay_step))
+    return {"recipe": recipe, "run": {k: v for k, v in fields.items() if k in RUN_FIELDS}}
 
 
 def _paper_presets() -> dict[str, TrainingConfig]:
     presets = {}
     for level, target, lambda_a in (("lo", 0.14, 2.0**1), ("mi", 0.30, 2.0**0),
                                     ("hi", 0.45, 2.0**-1)):
-        presets[f"mselpips-{level}"] = TrainingConfig(
-            stage="mselpips", target_rate=target, lambda_a=lambda_a, beta=0.0)
-        presets[f"hific-{level}"] = TrainingConfig(
-            stage="hific", target_rate=target, lambda_a=lambda_a)
+        presets[f"mselpips-{level}"] = TrainingConfig(TrainingRecipe(
+            stage="mselpips", target_rate=target, lambda_a=lambda_a, beta=0.0))
+        presets[f"hific-{level}"] = TrainingConfig(TrainingRecipe(
+            stage="hific", target_rate=target, lambda_a=lambda_a))
     return presets
 
 
+# The tiny model's recipe, sized for a 2-core CPU: small crops and batches, a short rate
+# warm-up, a higher learning rate, and k_P = 0 (no LPIPS: faster steps).
+_TINY_RECIPE = TrainingRecipe(
+    model="tiny", target_rate=0.14, k_p=0.0, batch_size=4, crop_size=128,
+    learning_rate=1e-3, target_rate_schedule=Schedule.step(0.20 / 0.14, 1.0, 200),
+    rate_weight_schedule=Schedule.step(0.5, 1.0, 200),
+    learning_rate_schedule=Schedule.step(1.0, 0.1, 50_000))
+_TINY_RUN = TrainingRun(num_steps=2_000, checkpoint_every=200, log_every=10, summary_every=10,
+                        image_every=200)
+
 # The bundled GAN model's stage 2, from small-mselpips: 600 steps on the paper's 256 x 256
-# crops (crop target 0.23 bpp), lr x 0.1 from step 400. A gentle GAN: beta 0.03, two D
-# updates per G update and D's inputs randomly shifted (not the paper's: beta 0.15 without
-# either turns G's output into a regular grid at this budget).
+# crops (crop target 0.23 bpp), lr x 0.1 from step 400, no rate warm-up. A gentle GAN: beta
+# 0.03, two D updates per G update and D's inputs randomly shifted (not the paper's: beta
+# 0.15 without either turns G's output into a regular grid at this budget).
 _SMALL_HIFIC = TrainingConfig(
-    model="small", stage="hific", target_rate=0.23, k_p=0.0, beta=0.03,
-    discriminator_steps=2, discriminator_shift=16, crop_size=256, data_short_side=512,
-    learning_rate=1e-4, rate_warmup_steps=0, learning_rate_decay_step=400, num_steps=600,
-    checkpoint_every=200, keep_checkpoints=4, log_every=25, summary_every=25,
-    image_every=1_000, validate_every=200)
+    TrainingRecipe(
+        model="small", stage="hific", target_rate=0.23, k_p=0.0, beta=0.03,
+        discriminator_steps=2, discriminator_shift=16, crop_size=256, data_short_side=512,
+        learning_rate=1e-4, target_rate_schedule=Schedule.constant(),
+        rate_weight_schedule=Schedule.constant(),
+        learning_rate_schedule=Schedule.step(1.0, 0.1, 400)),
+    TrainingRun(num_steps=600, checkpoint_every=200, keep_checkpoints=4, log_every=25,
+                summary_every=25, image_every=1_000, validate_every=200))
 
 TRAINING_PRESETS: dict[str, TrainingConfig] = {
     **_paper_presets(),
-    # The paper's recipe on the tiny model, sized for a 2-core CPU: small crops and batches,
-    # a short rate warm-up, a higher learning rate, and k_P = 0 (no LPIPS: faster steps).
     "tiny-mselpips": TrainingConfig(
-        model="tiny", stage="mselpips", target_rate=0.14, beta=0.0, k_p=0.0, batch_size=4,
-        crop_size=128, learning_rate=1e-3, rate_warmup_steps=200,
-        learning_rate_decay_step=50_000, num_steps=2_000, checkpoint_every=200,
-        log_every=10, summary_every=10, image_every=200),
-    "tiny-hific": TrainingConfig(
-        model="tiny", stage="hific", target_rate=0.14, k_p=0.0, batch_size=4, crop_size=128,
-        learning_rate=1e-3, rate_warmup_steps=200, learning_rate_decay_step=50_000,
-        num_steps=2_000, checkpoint_every=200, log_every=10, summary_every=10,
-        image_every=200),
+        dataclasses.replace(_TINY_RECIPE, stage="mselpips", beta=0.0), _TINY_RUN),
+    "tiny-hific": TrainingConfig(_TINY_RECIPE, _TINY_RUN),
     # The bundled small models' recipe: the paper's losses on the small model, photos shrunk
     # to a 512-pixel short side, batch 8, k_P = 0 (trained before the real LPIPS weights were
     # available here; kept so that the recipe reproduces the bundled models). Stage 1 trains on
     # 128 x 128 crops at a crop target of 0.15 bpp (the 20 training photos are smoother than
     # val768 and code at ~60 % of its rate, so whole 768x512 photos code near 0.25 bpp).
     "small-mselpips": TrainingConfig(
-        model="small", stage="mselpips", target_rate=0.15, beta=0.0, k_p=0.0,
-        crop_size=128, data_short_side=512, learning_rate=3e-4, rate_warmup_steps=1_000,
-        learning_rate_decay_step=4_500, num_steps=5_000, checkpoint_every=250,
-        keep_checkpoints=4, log_every=25, summary_every=25, image_every=1_000,
-        validate_every=250),
+        TrainingRecipe(
+            model="small", stage="mselpips", target_rate=0.15, beta=0.0, k_p=0.0,
+            crop_size=128, data_short_side=512, learning_rate=3e-4,
+            target_rate_schedule=Schedule.step(0.20 / 0.14, 1.0, 1_000),
+            rate_weight_schedule=Schedule.step(0.5, 1.0, 1_000),
+            learning_rate_schedule=Schedule.step(1.0, 0.1, 4_500)),
+        TrainingRun(num_steps=5_000, checkpoint_every=250, keep_checkpoints=4, log_every=25,
+                    summary_every=25, image_every=1_000, validate_every=250)),
     "small-hific": _SMALL_HIFIC,
-    # The bundled no-GAN model is stage 1 trained exactly as long as the GAN model:
-    # small-hific with beta 0 (D still trains beside it, but never enters G's loss) and one
-    # D update, as it was run. Without it the GAN would be credited with what 600 more
-    # steps on larger crops do.
-    "small-mselpips-256": dataclasses.replace(_SMALL_HIFIC, beta=0.0, discriminator_steps=1),
+    # The bundled no-GAN model (mselpips-tiny) is the GAN stage's matched control: stage 1
+    # trained exactly as long as the GAN model, as small-hific with beta 0 (D still trains
+    # beside it, but never enters G's loss) and one D update, as it was run. Without it the
+    # GAN would be credited with what 600 more steps on larger crops do.
+    "small-hific-control": _SMALL_HIFIC.replace(beta=0.0, discriminator_steps=1),
 }
 
 

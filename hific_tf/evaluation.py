@@ -24,11 +24,10 @@ from hific_tf import metrics
 JSON_KEYS = {"bpp": "bpp", "psnr": "psnr-rgb", "ms_ssim": "ms-ssim-rgb", "lpips": "lpips",
              "niqe": "niqe", "fid": "fid", "kid": "kid"}
 PER_IMAGE_METRICS = ("psnr", "ms_ssim", "lpips", "niqe")
-SET_METRICS = ("fid", "kid")
 
 
 @dataclasses.dataclass(frozen=True)
-class Coded:
+class CodedImage:
     """One image through one codec: its compressed size and reconstruction."""
 
     num_bytes: int
@@ -43,26 +42,26 @@ class Entry:
     codec: str
     setting: str  # "model" or "target 0.150 bpp"
     target_bpp: float | None
-    code: Callable[[np.ndarray], Coded]
+    code: Callable[[np.ndarray], CodedImage]
 
 
 def model_entry(name: str, codec: object) -> Entry:
     """An entry for one of this project's codecs (hific_tf.codec.Codec)."""
 
-    def code(image: np.ndarray) -> Coded:
+    def code(image: np.ndarray) -> CodedImage:
         data = codec.compress(image)
-        return Coded(len(data), codec.decompress(data))
+        return CodedImage(len(data), codec.decompress(data))
 
     return Entry(codec=name, setting="model", target_bpp=None, code=code)
 
 
 def classic_entry(name: str, classic: object, target_bpp: float) -> Entry:
     """An entry for a classic codec aimed at `target_bpp` by bisection."""
-    from hific_tf.codecs import encode_at_bpp
+    from hific_tf.classic_codecs import encode_at_bpp
 
-    def code(image: np.ndarray) -> Coded:
+    def code(image: np.ndarray) -> CodedImage:
         result = encode_at_bpp(classic, image, target_bpp)
-        return Coded(len(result.data), classic.decode(result.data), reached=result.reached)
+        return CodedImage(len(result.data), classic.decode(result.data), reached=result.reached)
 
     return Entry(codec=name, setting=f"target {target_bpp:.3f} bpp", target_bpp=target_bpp,
                  code=code)
@@ -122,8 +121,8 @@ def _mean(values: Sequence[float | None]) -> float | None:
     return float(np.mean(present)) if present else None
 
 
-def evaluate(images: dict[str, np.ndarray], entries: Sequence[Entry], measures: Measures,
-             report: Callable[[str], None] = print) -> tuple[list[dict], list[dict]]:
+def evaluate(images: dict[str, np.ndarray], entries: Sequence[Entry], measures: Measures
+             ) -> tuple[list[dict], list[dict]]:
     """Runs every entry on every image; returns per-image rows and per-entry summaries."""
     from hific_tf.progress import Progress
 

@@ -1,10 +1,14 @@
-"""Writing files so that an interrupted or failed run never leaves a partial file."""
+"""Writing files so that an interrupted or failed run never leaves a partial file: the one
+place that writes beside a target and renames into place (outputs, cache, weights)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from hific_tf.errors import UserError
 
@@ -15,19 +19,27 @@ def check_writable(path: str | Path, overwrite: bool) -> None:
         raise UserError(f"{path} already exists; pass --overwrite to replace it")
 
 
-def write_atomic(path: str | Path, data: bytes, overwrite: bool = False) -> None:
-    """Writes `data` to a temporary file beside `path`, then renames it into place."""
+@contextlib.contextmanager
+def atomic_writer(path: str | Path) -> Iterator[BinaryIO]:
+    """A binary stream to a temporary file beside `path`, renamed onto `path` when the block
+    ends; if the block raises, the temporary file is removed and `path` is untouched."""
     path = Path(path)
-    check_writable(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
                                          suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
+            yield stream
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def write_atomic(path: str | Path, data: bytes, overwrite: bool = False) -> None:
+    """Writes `data` to `path` atomically (see atomic_writer)."""
+    check_writable(path, overwrite)
+    with atomic_writer(path) as stream:
+        stream.write(data)

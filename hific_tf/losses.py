@@ -8,32 +8,36 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-
-def schedule_active(step: tf.Tensor, boundary: int) -> tf.Tensor:
-    """True while `step` is before `boundary` (the warm-up phase of the rate schedules)."""
-    return tf.cast(step, tf.int64) < boundary
+from hific_tf.configs import Schedule
 
 
-def target_rate(step: tf.Tensor, target: float, warmup_steps: int,
-                warmup_factor: float) -> tf.Tensor:
-    """r_t, multiplied by `warmup_factor` (0.20 / 0.14) for the first `warmup_steps`."""
-    return tf.where(schedule_active(step, warmup_steps), target * warmup_factor, target)
+def scheduled(step: tf.Tensor, schedule: Schedule) -> tf.Tensor:
+    """The schedule's value at `step`: values[i] from boundaries[i - 1] on."""
+    values = tf.constant(schedule.values, tf.float32)
+    if not schedule.boundaries:
+        return values[0]
+    step = tf.reshape(tf.cast(step, tf.int64), [1])
+    index = tf.searchsorted(tf.constant(schedule.boundaries, tf.int64), step, side="right")
+    return tf.gather(values, index[0])
+
+
+def target_rate(step: tf.Tensor, target: float, schedule: Schedule) -> tf.Tensor:
+    """r_t times the schedule's factor (0.20 / 0.14 during the paper's warm-up)."""
+    return target * scheduled(step, schedule)
 
 
 def rate_weight(step: tf.Tensor, bpp: tf.Tensor, target: float, lambda_a: float,
-                lambda_b: float, warmup_steps: int, warmup_target_factor: float,
-                warmup_weight_factor: float) -> tf.Tensor:
-    """lambda': lambda(a) when the batch's bpp is above the (scheduled) target, else
-    lambda(b); multiplied by `warmup_weight_factor` (0.5) for the first `warmup_steps`."""
-    above = bpp > target_rate(step, target, warmup_steps, warmup_target_factor)
-    weight = tf.where(above, lambda_a, lambda_b)
-    return tf.where(schedule_active(step, warmup_steps), weight * warmup_weight_factor, weight)
+                lambda_b: float, target_schedule: Schedule, weight_schedule: Schedule
+                ) -> tf.Tensor:
+    """lambda': lambda(a) when the batch's bpp is above the scheduled target, else
+    lambda(b); times the weight schedule's factor (0.5 during the paper's warm-up)."""
+    above = bpp > target_rate(step, target, target_schedule)
+    return tf.where(above, lambda_a, lambda_b) * scheduled(step, weight_schedule)
 
 
-def learning_rate(step: tf.Tensor, base: float, decay_step: int, decay_factor: float
-                  ) -> tf.Tensor:
-    """`base`, times `decay_factor` from `decay_step` on."""
-    return tf.where(tf.cast(step, tf.int64) < decay_step, base, base * decay_factor)
+def learning_rate(step: tf.Tensor, base: float, schedule: Schedule) -> tf.Tensor:
+    """`base` times the schedule's factor (0.1 from the paper's step 500k)."""
+    return base * scheduled(step, schedule)
 
 
 def mse_255(images: tf.Tensor, reconstructions: tf.Tensor) -> tf.Tensor:

@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from hific_tf import losses
 from hific_tf.checkpoints import read_config, write_config
-from hific_tf.configs import TrainingConfig
+from hific_tf.configs import STRATEGIES, TrainingConfig
 from hific_tf.errors import UserError
 from hific_tf.metrics import psnr
 from hific_tf.model import HiFiC
@@ -29,7 +29,6 @@ from hific_tf.progress import format_duration
 
 TRAIN_CONFIG_FILE = "train_config.json"
 VALIDATION_FILE = "validation.jsonl"
-STRATEGIES = ("default", "mirrored", "multi_worker_mirrored", "tpu")
 
 # (images, reconstructions), both [batch, H, W, 3] in [0, 1] → per-image loss [batch].
 PerceptualLoss = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
@@ -66,22 +65,28 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
 
 
 class Trainer:
-    """Owns the model, D, optimizers, step counter and checkpoints of one run directory."""
+    """Owns the model, D, optimizers, step counter and checkpoints of one run directory.
+
+    `strategy` defaults to the current one; `hific-tf train` makes the one that the run
+    configuration names.
+    """
 
     def __init__(self, config: TrainingConfig, run_dir: str | Path,
                  strategy: tf.distribute.Strategy | None = None,
                  perceptual_loss: PerceptualLoss | None = None) -> None:
-        if config.k_p > 0 and perceptual_loss is None:
+        recipe = config.recipe
+        if recipe.k_p > 0 and perceptual_loss is None:
             raise UserError("k_p > 0 needs an LPIPS loss; pass one or set --k_p=0")
         self.config = config
+        self.recipe, self.run = config.recipe, config.run
         self.run_dir = Path(run_dir).expanduser()
         self.strategy = strategy or tf.distribute.get_strategy()
         self.perceptual_loss = perceptual_loss
         # Process-wide in Keras: the model and D are built under it.
-        tf.keras.mixed_precision.set_global_policy(config.precision)
-        tf.keras.utils.set_random_seed(config.seed)
+        tf.keras.mixed_precision.set_global_policy(config.run.precision)
+        tf.keras.utils.set_random_seed(recipe.seed)
         with self.strategy.scope():
-            self.model = HiFiC(config.model_config).build_weights()
+            self.model = HiFiC(recipe.model_config).build_weights()
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
             self.generator_optimizer = self._optimizer()
             self.generator_optimizer.build(self.model.trainable_variables)
@@ -89,13 +94,13 @@ class Trainer:
             self.discriminator_optimizer = None
             trackables = {"model": self.model, "step": self.step,
                           "generator_optimizer": self.generator_optimizer}
-            if config.uses_gan:
-                self.discriminator = Discriminator(config.model_config)
-                side = config.model_config.pad_multiple
-                latent_side = side // config.model_config.latent_stride
+            if recipe.uses_gan:
+                self.discriminator = Discriminator(recipe.model_config)
+                side = recipe.model_config.pad_multiple
+                latent_side = side // recipe.model_config.latent_stride
                 self.discriminator((tf.zeros([1, side, side, 3]),
                                     tf.zeros([1, latent_side, latent_side,
-                                              config.model_config.latent_channels])))
+                                              recipe.model_config.latent_channels])))
                 self.discriminator_optimizer = self._optimizer()
                 self.discriminator_optimizer.build(self.discriminator.trainable_variables)
                 trackables.update(discriminator=self.discriminator,
@@ -106,21 +111,20 @@ class Trainer:
         checkpoint_dir = self.run_dir if self.chief else self.run_dir / ".workers" / str(
             self.strategy.cluster_resolver.task_id)
         self.manager = tf.train.CheckpointManager(
-            self.checkpoint, str(checkpoint_dir), max_to_keep=config.keep_checkpoints)
+            self.checkpoint, str(checkpoint_dir), max_to_keep=config.run.keep_checkpoints)
         self.stop_signal: int | None = None  # the signal that stopped the last fit
 
     def _optimizer(self) -> tf.keras.optimizers.Optimizer:
-        config = self.config
+        recipe = self.recipe
 
         def scheduled_learning_rate() -> tf.Tensor:
-            return losses.learning_rate(self.step, config.learning_rate,
-                                        config.learning_rate_decay_step,
-                                        config.learning_rate_decay_factor)
+            return losses.learning_rate(self.step, recipe.learning_rate,
+                                        recipe.learning_rate_schedule)
 
         optimizer = tf.keras.optimizers.Adam(
-            learning_rate=scheduled_learning_rate, beta_1=config.adam_beta_1,
-            beta_2=config.adam_beta_2, epsilon=config.adam_epsilon)
-        if config.precision == "mixed_float16":
+            learning_rate=scheduled_learning_rate, beta_1=recipe.adam_beta_1,
+            beta_2=recipe.adam_beta_2, epsilon=recipe.adam_epsilon)
+        if self.run.precision == "mixed_float16":
             optimizer = tf.keras.mixed_precision.LossScaleOptimizer(optimizer)
         return optimizer
 
@@ -140,28 +144,40 @@ class Trainer:
         if latest is not None:
             self.checkpoint.restore(latest).assert_existing_objects_matched()
             if saved_config.is_file():
-                previous = TrainingConfig.from_json(saved_config.read_text())
-                differences = self.config.recipe_differences(
-                    previous, completed_steps=int(self.step.numpy()))
-                if differences:
-                    raise UserError(
-                        f"{self.run_dir} was trained with a different recipe (differs in: "
-                        f"{', '.join(differences)}); use a new --run_dir or the same flags")
+                self._check_resumable(saved_config)
         elif init_from is not None:
             self._initialize_from_stage_one(Path(init_from).expanduser())
         elif init_model is not None:
             self._initialize_from_model(init_model, with_z_prior)
         if self.chief:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            write_config(self.config.model_config, self.run_dir)
+            write_config(self.recipe.model_config, self.run_dir)
             saved_config.write_text(self.config.to_json() + "\n")
         return int(self.step.numpy())
 
+    def _check_resumable(self, saved_config: Path) -> None:
+        """Refuses to resume under a recipe that differs on the steps already run, or under
+        another precision (the optimiser state differs)."""
+        try:
+            previous = TrainingConfig.from_json(saved_config.read_text())
+        except ValueError as error:
+            raise UserError(f"{saved_config} is not a valid training configuration: "
+                            f"{error}") from None
+        differences = self.recipe.differences(previous.recipe,
+                                              completed_steps=int(self.step.numpy()))
+        if differences:
+            raise UserError(
+                f"{self.run_dir} was trained with a different recipe (differs in: "
+                f"{', '.join(differences)}); use a new --run_dir or the same flags")
+        if previous.run.precision != self.run.precision:
+            raise UserError(f"{self.run_dir} was trained with --precision="
+                            f"{previous.run.precision}; resume it with the same precision")
+
     def _initialize_from_stage_one(self, directory: Path) -> None:
         """E, G and the hyperprior from a stage-1 run; D, optimizers and step stay fresh."""
-        if not self.config.model_config.same_networks(read_config(directory)):
+        if not self.recipe.model_config.same_networks(read_config(directory)):
             raise UserError(f"{directory} holds a different architecture than --model="
-                            f"{self.config.model}")
+                            f"{self.recipe.model}")
         latest = tf.train.latest_checkpoint(str(directory))
         if latest is None:
             raise UserError(f"{directory} has no checkpoint to initialise from")
@@ -171,9 +187,9 @@ class Trainer:
     def _initialize_from_model(self, source: HiFiC, with_z_prior: bool = False) -> None:
         """E, G, h_a and both h_s from `source`, and z's prior if `with_z_prior` (a model
         trained by hific-tf, not an imported one); D, optimizers and step stay fresh."""
-        if not self.config.model_config.same_networks(source.config):
+        if not self.recipe.model_config.same_networks(source.config):
             raise UserError(f"the model to start from has a different architecture than "
-                            f"--model={self.config.model}")
+                            f"--model={self.recipe.model}")
         hyperprior, target = source.hyperprior, self.model.hyperprior
         pairs = [(self.model.encoder, source.encoder),
                  (self.model.generator, source.generator),
@@ -190,32 +206,31 @@ class Trainer:
     # ----------------------------------------------------------------------- the step
 
     def _generator_update(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
-        config = self.config
+        recipe = self.recipe
         replica = tf.distribute.get_replica_context()
-        global_batch = config.batch_size
+        global_batch = recipe.batch_size
         with tf.GradientTape() as tape:
             outputs = self.model(images, training=True)
             reconstruction = tf.cast(outputs.reconstruction, tf.float32)
             batch_bpp = replica.all_reduce(
                 "sum", tf.reduce_sum(outputs.quantized_bpp)) / global_batch
             rate_weight = losses.rate_weight(
-                self.step, batch_bpp, config.target_rate, config.lambda_a, config.lambda_b,
-                config.rate_warmup_steps, config.warmup_target_factor,
-                config.warmup_weight_factor)
+                self.step, batch_bpp, recipe.target_rate, recipe.lambda_a, recipe.lambda_b,
+                recipe.target_rate_schedule, recipe.rate_weight_schedule)
             mse = losses.mse_255(images, reconstruction)
-            per_image = rate_weight * outputs.bpp + config.k_m * mse
+            per_image = rate_weight * outputs.bpp + recipe.k_m * mse
             metrics = {"bpp_noisy": outputs.bpp, "bpp_quantized": outputs.quantized_bpp,
                        "mse": mse, "psnr": 10.0 * tf.math.log(255.0**2 / mse) / math.log(10.0)}
-            if config.k_p > 0:
+            if recipe.k_p > 0:
                 perceptual = self.perceptual_loss(images, reconstruction)
-                per_image += config.k_p * perceptual
+                per_image += recipe.k_p * perceptual
                 metrics["lpips"] = perceptual
-            if config.uses_gan:
+            if recipe.uses_gan:
                 fake_logits = self.discriminator(
                     (reconstruction, outputs.y_hat), training=True,
-                    max_shift=config.discriminator_shift)
+                    max_shift=recipe.discriminator_shift)
                 gan = losses.generator_gan_loss(tf.cast(fake_logits, tf.float32))
-                per_image += config.beta * gan
+                per_image += recipe.beta * gan
                 metrics["generator_gan"] = gan
             loss = tf.nn.compute_average_loss(per_image, global_batch_size=global_batch)
             scaled = self._scale(self.generator_optimizer, loss)
@@ -226,22 +241,21 @@ class Trainer:
         metrics = {name: tf.reduce_mean(value) for name, value in metrics.items()}
         metrics.update(loss_egp=loss * replica.num_replicas_in_sync, rate_weight=rate_weight,
                        learning_rate=losses.learning_rate(
-                           self.step, config.learning_rate, config.learning_rate_decay_step,
-                           config.learning_rate_decay_factor))
+                           self.step, recipe.learning_rate, recipe.learning_rate_schedule))
         return metrics
 
     def _discriminator_update(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
         outputs = self.model(images, training=True)
         reconstruction = tf.stop_gradient(tf.cast(outputs.reconstruction, tf.float32))
         latent = tf.stop_gradient(outputs.y_hat)
-        shift = self.config.discriminator_shift
+        shift = self.recipe.discriminator_shift
         with tf.GradientTape() as tape:
             real = tf.cast(self.discriminator((images, latent), training=True,
                                               max_shift=shift), tf.float32)
             fake = tf.cast(self.discriminator((reconstruction, latent), training=True,
                                               max_shift=shift), tf.float32)
             loss = tf.nn.compute_average_loss(losses.discriminator_loss(real, fake),
-                                              global_batch_size=self.config.batch_size)
+                                              global_batch_size=self.recipe.batch_size)
             scaled = self._scale(self.discriminator_optimizer, loss)
         variables = self.discriminator.trainable_variables
         gradients = self._unscale(self.discriminator_optimizer,
@@ -267,8 +281,8 @@ class Trainer:
 
     def _replica_step(self, batch: tf.Tensor) -> dict[str, tf.Tensor]:
         metrics = {}
-        if self.config.uses_gan:
-            parts = tf.split(batch, self.config.discriminator_steps + 1)
+        if self.recipe.uses_gan:
+            parts = tf.split(batch, self.recipe.discriminator_steps + 1)
             for part in parts[:-1]:
                 metrics.update(self._discriminator_update(part))
             batch = parts[-1]
@@ -285,8 +299,8 @@ class Trainer:
 
     def images_per_step(self) -> int:
         """Global batch the data pipeline must deliver: one part for each update."""
-        parts = self.config.discriminator_steps + 1 if self.config.uses_gan else 1
-        return parts * self.config.batch_size
+        parts = self.recipe.discriminator_steps + 1 if self.recipe.uses_gan else 1
+        return parts * self.recipe.batch_size
 
     # ----------------------------------------------------------------------- the loop
 
@@ -337,7 +351,7 @@ class Trainer:
 
         `validation_photos` (uint8 RGB) are evaluated every `validate_every` steps.
         """
-        config = self.config
+        run = self.run
         self.stop_signal = None
         iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
         writer = tf.summary.create_file_writer(
@@ -349,7 +363,7 @@ class Trainer:
         start_step = int(self.step.numpy())
         started = time.monotonic()
         try:
-            while int(self.step.numpy()) < config.num_steps and self.stop_signal is None:
+            while int(self.step.numpy()) < run.num_steps and self.stop_signal is None:
                 metrics = {k: float(v) for k, v in self.train_step(iterator).items()}
                 step = int(self.step.numpy())
                 bad = [k for k, v in metrics.items() if not math.isfinite(v)]
@@ -359,19 +373,20 @@ class Trainer:
                         f"non-finite {', '.join(bad)} at step {step}; stopped without saving, "
                         f"the last good checkpoint is {last}; lower --learning_rate or resume")
                 with writer.as_default(step=step):
-                    if step % config.summary_every == 0:
+                    if step % run.summary_every == 0:
                         for name, value in metrics.items():
                             tf.summary.scalar(name, value)
-                    if step % config.image_every == 0:
+                    if step % run.image_every == 0:
                         self._image_summary(dataset)
-                if step % config.log_every == 0 or step == config.num_steps:
+                if step % run.log_every == 0 or step == run.num_steps:
                     log(self._progress_line(step, start_step, started, metrics))
-                if validation_photos and step % config.validate_every == 0:
+                if validation_photos and step % run.validate_every == 0:
                     self._record_validation(step, validation_photos, log)
-                if step % config.checkpoint_every == 0:
+                if step % run.checkpoint_every == 0:
                     self.save()
-            if int(self.step.numpy()) > start_step:
-                self.save()
+            step = int(self.step.numpy())
+            if step > start_step and step % run.checkpoint_every:
+                self.save()  # the last step, unless the loop has just saved it
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -384,16 +399,18 @@ class Trainer:
                        metrics: dict[str, float]) -> str:
         elapsed = time.monotonic() - started
         rate = (step - start_step) / elapsed if elapsed > 0 else 0.0
-        left = (self.config.num_steps - step) / rate if rate > 0 else float("nan")
+        left = (self.run.num_steps - step) / rate if rate > 0 else float("nan")
         shown = ["bpp_quantized", "loss_egp", "mse", "psnr", "generator_gan", "loss_d"]
         values = "  ".join(f"{k} {metrics[k]:.4g}" for k in shown if k in metrics)
         eta = format_duration(left) if math.isfinite(left) else "?"
-        return (f"step {step}/{self.config.num_steps}  {rate:.2f} steps/s  {eta} left  "
+        return (f"step {step}/{self.run.num_steps}  {rate:.2f} steps/s  {eta} left  "
                 f"{values}")
 
     def _image_summary(self, dataset: tf.data.Dataset) -> None:
-        images = next(iter(dataset.take(1)))[: self.config.batch_size]
-        reconstruction = self.model(images, training=False).reconstruction
+        images = next(iter(dataset.take(1)))[: self.recipe.batch_size]
+        # float16/bfloat16 under mixed precision; the summary shows both side by side.
+        reconstruction = tf.cast(self.model(images, training=False).reconstruction,
+                                 images.dtype)
         tf.summary.image("original_reconstruction",
                          tf.clip_by_value(tf.concat([images, reconstruction], axis=2), 0, 1),
                          max_outputs=4)

@@ -1,4 +1,9 @@
-"""Shared fixtures: the data folder, small models and a saved checkpoint."""
+"""Shared fixtures: the photos, small models and a saved checkpoint.
+
+`photos` are the three photos the repository ships (photos/); tests that need one of the
+larger shared data sets (../shared/data beside the checkout) ask for it by name and skip,
+with one line naming the set, where it is absent.
+"""
 
 from __future__ import annotations
 
@@ -18,21 +23,34 @@ from hific_tf.configs import model_preset
 from hific_tf.model import HiFiC
 
 REPO = Path(__file__).resolve().parent.parent
-DATA = REPO.parent / "shared" / "data"
+PHOTOS = REPO / "photos"
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def shared_data(relative: str) -> Path:
+    """`relative` inside ../shared/data, or a skip that names the missing data set."""
+    path = SHARED_DATA / relative
+    if not path.exists():
+        pytest.skip(f"needs the shared data set {relative} ({path} is absent)")
+    return path
 
 
 @pytest.fixture(scope="session")
-def data_dir() -> Path:
-    """../shared/data, or a skip that says it is missing."""
-    if not (DATA / "photos").is_dir():
-        pytest.skip(f"test photos not found: {DATA} is absent (it holds the shared data set)")
-    return DATA
+def photos() -> list[Path]:
+    """The 768x512 photos the repository ships, sorted by name."""
+    return sorted(PHOTOS.glob("*.png"))
 
 
 @pytest.fixture(scope="session")
-def val768(data_dir: Path) -> list[Path]:
-    """The five 768x512 validation photos."""
-    return sorted((data_dir / "photos" / "val768").glob("*.png"))
+def val768() -> list[Path]:
+    """The five 768x512 validation photos of the shared data set."""
+    return sorted(shared_data("photos/val768").glob("*.png"))
+
+
+@pytest.fixture(scope="session")
+def train_photos() -> Path:
+    """The shared data set's 20 training originals."""
+    return shared_data("photos/train")
 
 
 def make_tiny_model(seed: int = 0) -> HiFiC:

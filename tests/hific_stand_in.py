@@ -141,7 +141,9 @@ def build_stand_in(model: HiFiC, omit: set[str] | frozenset = frozenset()
     graph = tf.compat.v1.Graph()
     with graph.as_default():
         z_cdf, z_sizes = _cdf_table(z_pmfs)
-        y_pmfs, y_offsets = _gaussian_pmfs(config.scale_table())
+        # The spec's scale table: num_scales scales evenly spaced in log from min to max.
+        y_pmfs, y_offsets = _gaussian_pmfs(
+            np.geomspace(config.scale_min, config.scale_max, config.num_scales).tolist())
         y_cdf, y_sizes = _cdf_table(y_pmfs)
         log_min = math.log(config.scale_min)
         log_step = (math.log(config.scale_max) - log_min) / (config.num_scales - 1)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hific_tf.configs import ModelConfig, TrainingConfig, model_preset
+from hific_tf.configs import ModelConfig, TrainingRecipe, model_preset
 from hific_tf.layers import ChannelNorm, SpectralNormConv2D
 from hific_tf.model import HiFiC, reflect_pad
 from hific_tf.networks import Discriminator, random_roll
@@ -129,9 +129,14 @@ def test_full_generator_layout_follows_the_spec():
     config = ModelConfig()
     assert config.generator_channels == (960, 480, 240, 120, 60)
     assert config.residual_blocks == 9 and config.latent_channels == 220
-    table = config.scale_table()
-    assert len(table) == 64
-    assert table[0] == pytest.approx(0.11) and table[-1] == pytest.approx(256.0)
+
+
+def test_the_model_codes_y_with_the_papers_scale_table():
+    # The scales y's entropy model indexes: 64 from 0.11 to 256, evenly spaced in log.
+    y_model = HiFiC(ModelConfig()).hyperprior.y_model
+    table = y_model.parameter_fns["scale"](tf.range(64, dtype=tf.float32)).numpy()
+    np.testing.assert_allclose(table, np.geomspace(0.11, 256.0, 64), rtol=1e-5)
+    assert y_model.index_ranges == (64,)
 
 
 def test_training_pass_uses_straight_through_quantised_latent():
@@ -239,7 +244,7 @@ def test_discriminator_shift_is_off_by_default_and_rolls_image_with_condition(mo
     latent = tf.random.normal([2, 4, 4, config.latent_channels])
     logits = discriminator((image, latent)).numpy()
     np.testing.assert_array_equal(discriminator((image, latent), max_shift=0).numpy(), logits)
-    assert TrainingConfig().discriminator_shift == 0  # the paper's D sees no shift
+    assert TrainingRecipe().discriminator_shift == 0  # the paper's D sees no shift
     shifted = discriminator((image, latent), max_shift=16).numpy()
     assert shifted.shape == logits.shape and not np.allclose(shifted, logits)
     rolled = []
@@ -254,4 +259,4 @@ def test_discriminator_shift_is_off_by_default_and_rolls_image_with_condition(mo
                                atol=1e-6)
     assert rolled == [(3 + config.discriminator_condition_channels, 5)]
     with pytest.raises(ValueError, match="discriminator_shift must be 0 or more"):
-        TrainingConfig(discriminator_shift=-1)
+        TrainingRecipe(discriminator_shift=-1)

@@ -14,7 +14,7 @@ from hific_tf.metrics import psnr
 
 
 @pytest.mark.parametrize("name", zoo.SHIPPED_MODELS)
-def test_bundled_model_reproduces_its_reference(name, val768):
+def test_bundled_model_reproduces_its_reference(name, photos):
     if name not in zoo.bundled_names():
         pytest.skip(f"{name} is not bundled yet (no {name}{zoo.SUFFIX} in "
                     f"{zoo.bundled_folder()}; make tiny-models writes it)")
@@ -23,9 +23,9 @@ def test_bundled_model_reproduces_its_reference(name, val768):
         f"{name} has no reference files; rerun hific-tf bundle with --reference_image "
         "(make tiny-models does)")
     reference = json.loads(json_path.read_text())
-    photos = {path.name: path for path in val768}
-    assert reference["image"] in photos, f"{reference['image']} is not a val768 photo"
-    crop = zoo.reference_crop(read_image(photos[reference["image"]]), reference["crop"])
+    by_name = {path.name: path for path in photos}
+    assert reference["image"] in by_name, f"{reference['image']} is not a shipped photo"
+    crop = zoo.reference_crop(read_image(by_name[reference["image"]]), reference["crop"])
     model = zoo.load_bundled(name)
     data = model.compress(crop).numpy()
     assert len(data) == pytest.approx(reference["bytes"], rel=0.005)

@@ -29,9 +29,9 @@ def assert_one_clean_error(result, pattern: str) -> None:
     assert pattern in errors[0], result.stderr
 
 
-def test_compress_and_decompress_one_file(tmp_path, tiny_checkpoint, tiny_model, val768):
+def test_compress_and_decompress_one_file(tmp_path, tiny_checkpoint, tiny_model, photos):
     source = tmp_path / "photo.png"
-    source.write_bytes(val768[0].read_bytes())
+    source.write_bytes(photos[0].read_bytes())
     result = run_cli("compress", f"--model={tiny_checkpoint}", str(source))
     assert result.returncode == 0, result.stderr
     coded = tmp_path / "photo.hfc"
@@ -55,21 +55,21 @@ def test_compress_and_decompress_one_file(tmp_path, tiny_checkpoint, tiny_model,
     assert result.returncode == 0, result.stderr
 
 
-def test_folders_with_progress(tmp_path, tiny_checkpoint, val768):
+def test_folders_with_progress(tmp_path, tiny_checkpoint, photos):
     folder = tmp_path / "photos"
     folder.mkdir()
-    for path in val768[:3]:
+    for path in photos[:3]:
         (folder / path.name).write_bytes(path.read_bytes())
     result = run_cli("compress", f"--model={tiny_checkpoint}", str(folder),
                      f"--output={tmp_path / 'coded'}")
     assert result.returncode == 0, result.stderr
     assert "[3/3]" in result.stderr and "left)" in result.stderr
     assert sorted(p.name for p in (tmp_path / "coded").iterdir()) == sorted(
-        p.stem + ".hfc" for p in val768[:3])
+        p.stem + ".hfc" for p in photos[:3])
     result = run_cli("decompress", f"--model={tiny_checkpoint}", str(tmp_path / "coded"),
                      f"--output={tmp_path / 'decoded'}")
     assert result.returncode == 0, result.stderr
-    for path in val768[:3]:
+    for path in photos[:3]:
         decoded = np.asarray(Image.open(tmp_path / "decoded" / f"{path.stem}.png"))
         assert decoded.shape == read_image(path).shape
 
@@ -165,7 +165,7 @@ def test_single_bad_file_fails_within_seconds(tmp_path, tiny_checkpoint, tiny_mo
     assert not Path(tmp_path / "cut.png").exists()
 
 
-def test_demo_codes_with_both_bundled_models_and_writes_the_report(tmp_path, val768,
+def test_demo_codes_with_both_bundled_models_and_writes_the_report(tmp_path, photos,
                                                                    monkeypatch):
     weights = tmp_path / "weights"  # stand-ins for the bundled models
     for seed, name in enumerate(zoo.SHIPPED_MODELS):
@@ -173,14 +173,14 @@ def test_demo_codes_with_both_bundled_models_and_writes_the_report(tmp_path, val
     monkeypatch.setenv(zoo.WEIGHTS_ENV, str(weights))
     folder = tmp_path / "photos"
     folder.mkdir()
-    for path in val768[:2]:
+    for path in photos[:2]:
         (folder / path.name).write_bytes(path.read_bytes())
     output = tmp_path / "demo"
     result = run_cli("demo", f"--input={folder}", f"--output={output}", timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     for name in zoo.SHIPPED_MODELS:  # one subfolder per model: .hfc files and their decodes
         codec = codec_from_model(zoo.load_weights(weights / f"{name}.npz"))
-        for path in val768[:2]:
+        for path in photos[:2]:
             decoded = codec.decompress((output / name / f"{path.stem}.hfc").read_bytes())
             np.testing.assert_array_equal(decoded, read_image(output / name / f"{path.stem}.png"))
     report = output / "report"
@@ -199,7 +199,16 @@ def test_demo_codes_with_both_bundled_models_and_writes_the_report(tmp_path, val
     assert "FID and KID are FID/256 figures" in result.stdout and " patches" in result.stdout
 
 
-def test_demo_without_bundled_models_says_how_to_get_them(tmp_path, val768, monkeypatch):
+def test_demo_without_bundled_models_says_how_to_get_them(tmp_path, photos, monkeypatch):
     monkeypatch.setenv(zoo.WEIGHTS_ENV, str(tmp_path))
-    result = run_cli("demo", f"--input={val768[0].parent}", f"--output={tmp_path / 'demo'}")
+    result = run_cli("demo", f"--input={photos[0].parent}", f"--output={tmp_path / 'demo'}")
     assert_one_clean_error(result, "make tiny-models")
+
+
+@pytest.mark.slow
+def test_published_dir_is_offered_only_by_commands_that_read_it():
+    for command, reads_it in (("compress", True), ("train", True), ("demo", False),
+                              ("export", False), ("bundle", False)):
+        result = run_cli(command, "--helpfull")  # every flag the command accepts, by module
+        assert f"hific_tf.cli.{command}:" in result.stdout, result.stderr[-2000:]
+        assert ("--published_dir" in result.stdout) == reads_it, command

@@ -37,8 +37,8 @@ def test_exact_round_trip_at_any_size(tiny_model, rng, height, width):
     assert_exact_round_trip(tiny_model, image)
 
 
-def test_round_trip_of_a_photo(tiny_model, val768):
-    assert_exact_round_trip(tiny_model, read_image(val768[0]))
+def test_round_trip_of_a_photo(tiny_model, photos):
+    assert_exact_round_trip(tiny_model, read_image(photos[0]))
 
 
 def test_compress_is_deterministic_and_the_model_id_tracks_weights(tiny_model, rng):
@@ -134,10 +134,10 @@ def calibrated_model(photos: list[np.ndarray]) -> HiFiC:
     return model.prepare_for_coding()
 
 
-def test_file_size_is_within_one_percent_of_the_information_content(val768):
-    photos = [read_image(path) for path in val768]
-    model = calibrated_model(photos)
-    for photo in photos:
+def test_file_size_is_within_one_percent_of_the_information_content(photos):
+    images = [read_image(path) for path in photos]
+    model = calibrated_model(images)
+    for photo in images:
         data = model.compress(photo).numpy()
         x = reflect_pad(tf.cast(photo, tf.float32) / 255.0, 64)[tf.newaxis]
         y_bits, z_bits = model.hyperprior.information_content(model.encoder(x))
@@ -147,7 +147,7 @@ def test_file_size_is_within_one_percent_of_the_information_content(val768):
         assert payload_bits <= 1.01 * information, (payload_bits, information)
         assert payload_bits >= 0.97 * information  # the count itself is right
     # The same decoding path still reproduces the latent exactly.
-    assert_exact_round_trip(model, photos[0])
+    assert_exact_round_trip(model, images[0])
 
 
 def test_codec_wrapper_returns_bytes_and_checks_its_input(tiny_model, rng):
@@ -165,10 +165,10 @@ def test_codec_wrapper_returns_bytes_and_checks_its_input(tiny_model, rng):
         codec.compress(np.zeros((0, 5, 3), np.uint8))
 
 
-def test_damaged_image_files_give_one_clear_error(tmp_path, val768):
+def test_damaged_image_files_give_one_clear_error(tmp_path, photos):
     from hific_tf.errors import UserError
 
-    (tmp_path / "cut.png").write_bytes(val768[0].read_bytes()[:5000])
+    (tmp_path / "cut.png").write_bytes(photos[0].read_bytes()[:5000])
     with pytest.raises(UserError, match="damaged or truncated"):
         read_image(tmp_path / "cut.png")
     (tmp_path / "notes.png").write_text("not an image")

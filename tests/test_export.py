@@ -38,9 +38,9 @@ FRESH_PROCESS = textwrap.dedent("""
 """)
 
 
-def test_saved_model_in_a_fresh_process_matches_the_library(tmp_path, tiny_model, val768):
+def test_saved_model_in_a_fresh_process_matches_the_library(tmp_path, tiny_model, photos):
     export_saved_model(tiny_model, tmp_path / "saved_model")
-    image = read_image(val768[1])[:200, :300]
+    image = read_image(photos[1])[:200, :300]
     np.save(tmp_path / "image.npy", image)
     (tmp_path / "serve.py").write_text(FRESH_PROCESS)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}

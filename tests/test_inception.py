@@ -143,7 +143,7 @@ def _fid_numpy(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @pytest.fixture(scope="module")
-def both_features(val768: list[Path], data_dir: Path) -> dict[str, np.ndarray]:
+def both_features(val768: list[Path], train_photos: Path) -> dict[str, np.ndarray]:
     """pool_3 features of 24 val768 and 24 training-photo FID/256 patches, from the Keras
     network and from the TorchScript module run by torch, on the same resized inputs."""
     torch = pytest.importorskip(
@@ -151,7 +151,7 @@ def both_features(val768: list[Path], data_dir: Path) -> dict[str, np.ndarray]:
                         "requirements-test-torch.txt")
     val = np.concatenate([metrics.fid256_patches(read_image(p)) for p in val768[:3]])
     train = np.concatenate([metrics.fid256_patches(read_image(p))[:2] for p in
-                            sorted((data_dir / "photos" / "train").glob("*.jpg"))[:12]])
+                            sorted(train_photos.glob("*.jpg"))[:12]])
     inputs = resize_for_inception(np.concatenate([val, train])).numpy()
     network = load_inception()
     ours = np.concatenate([network(tf.constant(inputs[i:i + 16])).numpy()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
@@ -10,10 +9,12 @@ import pytest
 import tensorflow as tf
 
 from hific_tf import losses
-from hific_tf.configs import TrainingConfig, training_preset
+from hific_tf.configs import Schedule, TrainingRecipe, training_preset
 
-LO = dict(target=0.14, lambda_a=2.0, lambda_b=2.0**-6, warmup_steps=50_000,
-          warmup_target_factor=0.20 / 0.14, warmup_weight_factor=0.5)
+WARMUP_TARGET = Schedule(values=(0.20 / 0.14, 1.0), boundaries=(50_000,))
+WARMUP_WEIGHT = Schedule(values=(0.5, 1.0), boundaries=(50_000,))
+LO = dict(target=0.14, lambda_a=2.0, lambda_b=2.0**-6, target_schedule=WARMUP_TARGET,
+          weight_schedule=WARMUP_WEIGHT)
 
 
 def weight(step: int, bpp: float) -> float:
@@ -32,19 +33,33 @@ def test_warmup_halves_the_weight_and_raises_the_target_until_50k():
     assert weight(49_999, 0.19) == 0.5 * 2.0**-6
     assert weight(49_999, 0.2001) == 0.5 * 2.0
     assert weight(50_000, 0.19) == 2.0  # warm-up over: 0.19 > 0.14
-    target = losses.target_rate(tf.constant(49_999, tf.int64), 0.30, 50_000, 0.20 / 0.14)
+    target = losses.target_rate(tf.constant(49_999, tf.int64), 0.30, WARMUP_TARGET)
     assert float(target) == pytest.approx(0.30 * 0.20 / 0.14)
-    assert float(losses.target_rate(tf.constant(50_000, tf.int64), 0.30, 50_000,
-                                    0.20 / 0.14)) == pytest.approx(0.30)
+    assert float(losses.target_rate(tf.constant(50_000, tf.int64), 0.30,
+                                    WARMUP_TARGET)) == pytest.approx(0.30)
 
 
 def test_learning_rate_drops_tenfold_at_500k():
     def rate(step: int) -> float:
-        return float(losses.learning_rate(tf.constant(step, tf.int64), 1e-4, 500_000, 0.1))
+        return float(losses.learning_rate(tf.constant(step, tf.int64), 1e-4,
+                                          training_preset("hific-lo").recipe
+                                          .learning_rate_schedule))
 
     assert rate(0) == pytest.approx(1e-4)
     assert rate(499_999) == pytest.approx(1e-4)
     assert rate(500_000) == pytest.approx(1e-5)
+
+
+def test_schedules_are_values_and_boundaries():
+    schedule = Schedule(values=(3.0, 2.0, 1.0), boundaries=(10, 20))
+    for step, expected in ((0, 3.0), (9, 3.0), (10, 2.0), (19, 2.0), (20, 1.0), (10**9, 1.0)):
+        assert schedule.value_at(step) == expected
+        assert float(losses.scheduled(tf.constant(step, tf.int64), schedule)) == expected
+    assert float(losses.scheduled(tf.constant(5, tf.int64), Schedule.constant(0.5))) == 0.5
+    with pytest.raises(ValueError, match="one value more than boundaries"):
+        Schedule(values=(1.0, 2.0))
+    with pytest.raises(ValueError, match="increasing steps"):
+        Schedule(values=(1.0, 2.0, 3.0), boundaries=(20, 10))
 
 
 def test_mse_is_on_the_255_scale():
@@ -70,43 +85,47 @@ def test_gan_losses_are_the_non_saturating_forms_without_smoothing():
 
 
 def test_paper_presets_follow_the_spec():
-    lo, mi, hi = (training_preset(f"hific-{x}") for x in ("lo", "mi", "hi"))
+    lo, mi, hi = (training_preset(f"hific-{x}").recipe for x in ("lo", "mi", "hi"))
     assert (lo.target_rate, mi.target_rate, hi.target_rate) == (0.14, 0.30, 0.45)
     assert (lo.lambda_a, mi.lambda_a, hi.lambda_a) == (2.0, 1.0, 0.5)
     assert lo.lambda_b == 2.0**-6
     assert lo.k_m == pytest.approx(0.075 / 32) and lo.k_p == 1.0 and lo.beta == 0.15
     assert (lo.batch_size, lo.crop_size, lo.learning_rate) == (8, 256, 1e-4)
     assert (lo.adam_beta_1, lo.adam_beta_2, lo.adam_epsilon) == (0.9, 0.999, 1e-8)
-    assert lo.rate_warmup_steps == 50_000 and lo.learning_rate_decay_step == 500_000
-    assert training_preset("mselpips-lo").stage == "mselpips"
-    assert not training_preset("mselpips-lo").uses_gan and lo.uses_gan
+    assert lo.target_rate_schedule == Schedule((0.20 / 0.14, 1.0), (50_000,))
+    assert lo.rate_weight_schedule == Schedule((0.5, 1.0), (50_000,))
+    assert lo.learning_rate_schedule == Schedule((1.0, 0.1), (500_000,))
+    assert training_preset("mselpips-lo").recipe.stage == "mselpips"
+    assert not training_preset("mselpips-lo").recipe.uses_gan and lo.uses_gan
 
 
 def test_bundled_no_gan_model_is_the_gan_recipe_without_the_gan():
     """mselpips-tiny is hific-tiny's control: the same 600 steps, differing only in beta
     (and in D's update count, which reaches G only through the GAN term)."""
-    gan, control = training_preset("small-hific"), training_preset("small-mselpips-256")
-    assert control.recipe_differences(gan) == ["beta", "discriminator_steps"]
+    gan, control = training_preset("small-hific"), training_preset("small-hific-control")
+    assert control.recipe.differences(gan.recipe) == ["beta", "discriminator_steps"]
+    assert control.run == gan.run and gan.run.num_steps == 600
+    gan, control = gan.recipe, control.recipe
     assert (gan.beta, control.beta) == (0.03, 0.0)
-    assert gan.num_steps == control.num_steps == 600
     assert (gan.crop_size, gan.target_rate, gan.k_p) == (256, 0.23, 0.0)
-    stage_one = training_preset("small-mselpips")
+    stage_one = training_preset("small-mselpips").recipe
     assert not stage_one.uses_gan and stage_one.model == gan.model == control.model
 
 
-def test_resume_check_ignores_operational_fields():
+def test_resume_check_compares_the_recipe_not_the_run():
     a = training_preset("tiny-hific")
-    assert a.recipe_differences(dataclasses.replace(a, num_steps=5, log_every=1)) == []
-    assert a.recipe_differences(dataclasses.replace(a, beta=0.3)) == ["beta"]
+    assert a.recipe.differences(a.replace(num_steps=5, log_every=1).recipe) == []
+    assert a.recipe.differences(a.replace(beta=0.3).recipe) == ["beta"]
     with pytest.raises(ValueError, match="crop_size"):
-        TrainingConfig(crop_size=100)
+        TrainingRecipe(crop_size=100)
 
 
 def test_resume_may_move_a_learning_rate_decay_that_has_not_acted_yet():
-    before = dataclasses.replace(training_preset("tiny-hific"), learning_rate_decay_step=900)
-    after = dataclasses.replace(before, learning_rate_decay_step=600)
-    assert after.recipe_differences(before, completed_steps=600) == []
-    assert after.recipe_differences(before, completed_steps=601) == [
-        "learning_rate_decay_step"]
-    assert before.recipe_differences(after, completed_steps=601) == [
-        "learning_rate_decay_step"]
+    def decay_at(step: int) -> TrainingRecipe:
+        return training_preset("tiny-hific").replace(
+            learning_rate_schedule=Schedule((1.0, 0.1), (step,))).recipe
+
+    before, after = decay_at(900), decay_at(600)
+    assert after.differences(before, completed_steps=600) == []
+    assert after.differences(before, completed_steps=601) == ["learning_rate_schedule"]
+    assert before.differences(after, completed_steps=601) == ["learning_rate_schedule"]

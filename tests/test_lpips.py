@@ -29,6 +29,8 @@ from hific_tf.perceptual.lpips import (
 )
 from hific_tf.perceptual.packaged import MissingPackageError
 
+from conftest import shared_data
+
 # The LPIPS authors' README: LPIPS-alex v0.1 of ex_p0 and ex_p1 against ex_ref.
 AUTHORS_DISTANCES = {"ex_p0": 0.72188, "ex_p1": 0.13757}
 
@@ -70,8 +72,8 @@ def test_layer_shapes_are_alexnets() -> None:
                                                   (1, 3, 3, 256)]
 
 
-def test_matches_the_lpips_authors_distances(network: LPIPS, data_dir: Path) -> None:
-    folder = data_dir / "lpips"
+def test_matches_the_lpips_authors_distances(network: LPIPS) -> None:
+    folder = shared_data("lpips")
     reference = as_batch(read_image(folder / "ex_ref.png"))
     for name, expected in AUTHORS_DISTANCES.items():
         got = float(network((reference, as_batch(read_image(folder / f"{name}.png"))))[0])
@@ -93,8 +95,8 @@ def test_zero_for_identical_images_and_a_finite_non_zero_gradient(network: LPIPS
     assert np.all(np.isfinite(gradient)) and np.abs(gradient).max() > 0
 
 
-def test_computes_in_float32_under_mixed_precision(network: LPIPS, data_dir: Path) -> None:
-    folder = data_dir / "lpips"
+def test_computes_in_float32_under_mixed_precision(network: LPIPS) -> None:
+    folder = shared_data("lpips")
     pair = (as_batch(read_image(folder / "ex_ref.png")),
             as_batch(read_image(folder / "ex_p1.png")))
     tf.keras.mixed_precision.set_global_policy("mixed_float16")

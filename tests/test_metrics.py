@@ -67,10 +67,10 @@ def _ms_ssim_reference(x: np.ndarray, y: np.ndarray) -> float:
     return value
 
 
-def test_ms_ssim_matches_the_formula(val768):
+def test_ms_ssim_matches_the_formula(photos):
     from hific_tf.images import read_image
 
-    photo = read_image(val768[0])[:200, :301]
+    photo = read_image(photos[0])[:200, :301]
     rng = np.random.default_rng(3)
     noisy = np.clip(photo + rng.normal(0, 12, photo.shape), 0, 255).astype(np.uint8)
     got = float(metrics.ms_ssim(photo[None], noisy[None]).numpy()[0])
@@ -144,6 +144,8 @@ def test_fid256_patch_counts_follow_the_rule(height, width, count):
 def test_fid256_patches_are_the_right_pixels(rng):
     image = rng.integers(0, 256, size=(512, 640, 3), dtype=np.uint8)
     patches = metrics.fid256_patches(image)
-    np.testing.assert_array_equal(patches[0], image[:256, :256])
-    np.testing.assert_array_equal(patches[-1], image[128:384, 384 - 0:640][:, :256])
-    assert tf.is_tensor(metrics.psnr(patches, patches))
+    # 512 x 640: a 2 x 2 grid from the corner, then the grid shifted by 128 fits 1 x 2.
+    corners = [(0, 0), (0, 256), (256, 0), (256, 256), (128, 128), (128, 384)]
+    assert patches.shape == (len(corners), 256, 256, 3)
+    for patch, (top, left) in zip(patches, corners, strict=True):
+        np.testing.assert_array_equal(patch, image[top:top + 256, left:left + 256])

@@ -16,6 +16,8 @@ from PIL import Image
 from hific_tf.perceptual import niqe as niqe_module
 from hific_tf.perceptual.niqe import MIN_SIZE, load_niqe_params, niqe, niqe_batch, niqe_tf
 
+from conftest import shared_data
+
 VAL_PHOTOS = ["lomiri_Bridge_by_Sander_Klootwijk", "lomiri_life_by_Aitzol_Berasategi",
               "mate_Aqua", "mate_Storm", "plasma_BytheWater"]
 # Not whole 96-pixel patches, so the crop to whole patches is compared too (to 768x672).
@@ -69,17 +71,17 @@ def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("name", VAL_PHOTOS)
-def test_niqe_matches_scikit_video(name: str, data_dir: Path, skvideo) -> None:
+def test_niqe_matches_scikit_video(name: str, skvideo) -> None:
     reference_niqe, rgb2gray = skvideo
-    photo = _read(data_dir / "photos" / "val" / f"{name}.jpg")
+    photo = _read(shared_data("photos/val") / f"{name}.jpg")
     image = _centre_crop(photo, CROP_HEIGHT, CROP_WIDTH)
     expected = float(reference_niqe(rgb2gray(image))[0])
     assert niqe(image) == pytest.approx(expected, rel=0.01)
 
 
-def test_niqe_of_grey_image_matches_scikit_video(val768: list[Path], skvideo) -> None:
+def test_niqe_of_grey_image_matches_scikit_video(photos: list[Path], skvideo) -> None:
     reference_niqe, _ = skvideo
-    grey = _read(val768[0], mode="L")
+    grey = _read(photos[0], mode="L")
     assert niqe(grey) == pytest.approx(float(reference_niqe(grey)[0]), rel=0.01)
 
 
@@ -103,8 +105,8 @@ def test_niqe_rises_as_jpeg_quality_falls(val768: list[Path]) -> None:
     assert np.all(scores[:, 2] > scores[:, 0] + 1.0), scores
 
 
-def test_batch_and_tensorflow_versions_agree_with_single_images(val768: list[Path]) -> None:
-    images = np.stack([_read(path) for path in val768[:2]])
+def test_batch_and_tensorflow_versions_agree_with_single_images(photos: list[Path]) -> None:
+    images = np.stack([_read(path) for path in photos[:2]])
     singles = [niqe(image) for image in images]
     np.testing.assert_allclose(niqe_batch(images), singles, rtol=1e-12)
     np.testing.assert_allclose(niqe_batch([images[0], images[1, :300, :400]]),
@@ -136,9 +138,9 @@ def test_niqe_rejects_other_dtypes_and_layouts() -> None:
         niqe_tf(tf.zeros((1, 256, 256, 3), dtype=tf.float32))
 
 
-def test_params_are_the_shipped_pristine_model(data_dir: Path) -> None:
+def test_params_are_the_shipped_pristine_model() -> None:
     mean, cov = load_niqe_params()
-    shared = scipy.io.loadmat(data_dir / "niqe" / "niqe_image_params.mat")
+    shared = scipy.io.loadmat(shared_data("niqe/niqe_image_params.mat"))
     assert mean.shape == (36,) and cov.shape == (36, 36)
     np.testing.assert_array_equal(mean, shared["pop_mu"][0])
     np.testing.assert_array_equal(cov, shared["pop_cov"])

@@ -24,7 +24,7 @@ from hific_tf.errors import UserError
 from hific_tf.images import read_image
 from hific_tf.model import HiFiC, reflect_pad
 
-from conftest import REPO
+from conftest import REPO, shared_data
 
 SHIPPED = zoo.SHIPPED_MODELS[0]
 
@@ -184,12 +184,9 @@ def test_float_mode_codes_too(rng):
 # The cross-configuration test: several processes over the 20 validation photos.
 
 @pytest.fixture(scope="module")
-def validation_folders(data_dir: Path) -> list[Path]:
-    folders = [data_dir / "photos" / "val768", data_dir / "photos" / "more" / "val768"]
-    missing = [str(folder) for folder in folders if not folder.is_dir()]
-    if missing:
-        pytest.skip(f"the 20 validation photos are not there: {', '.join(missing)} is absent")
-    return folders
+def validation_folders() -> list[Path]:
+    """The 20 validation photos: val768 and more/val768 of the shared data set."""
+    return [shared_data("photos/val768"), shared_data("photos/more/val768")]
 
 
 def _environment(onednn: bool) -> dict[str, str]:

@@ -221,7 +221,7 @@ def test_other_signature_layouts_are_refused(stand_in: tf.compat.v1.MetaGraphDef
 
 @pytest.mark.slow
 def test_cli_codes_tfci_files_and_evaluate_takes_published_models(
-        published_dir, image, source_model, tmp_path, val768):
+        published_dir, image, source_model, tmp_path, photos):
     from PIL import Image
 
     from conftest import run_cli
@@ -239,10 +239,10 @@ def test_cli_codes_tfci_files_and_evaluate_takes_published_models(
     assert_within_one_level(np.asarray(Image.open(tmp_path / "small.png")),
                             expected_reconstruction(source_model, image))
 
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    (photos / val768[0].name).write_bytes(val768[0].read_bytes())
-    result = run_cli("evaluate", f"--images={photos}", f"--models={NAME}", "--codecs=jpeg",
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / photos[0].name).write_bytes(photos[0].read_bytes())
+    result = run_cli("evaluate", f"--images={folder}", f"--models={NAME}", "--codecs=jpeg",
                      f"--published_dir={published_dir}",
                      f"--output={tmp_path / 'report'}")
     assert result.returncode == 0, result.stderr[-2000:]

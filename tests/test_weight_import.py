@@ -29,10 +29,10 @@ def stand_in(source_model: HiFiC) -> tf.compat.v1.MetaGraphDef:
 
 
 @pytest.fixture(scope="module")
-def image(val768) -> np.ndarray:
+def image(photos) -> np.ndarray:
     from hific_tf.images import read_image
 
-    return read_image(val768[0])[100:230, 300:500]
+    return read_image(photos[0])[100:230, 300:500]
 
 
 def test_structure_is_found_from_the_data_flow(stand_in: tf.compat.v1.MetaGraphDef,
@@ -119,17 +119,17 @@ def test_import_refuses_graphs_that_are_not_hific() -> None:
 
 @pytest.mark.slow
 def test_training_starts_from_an_imported_published_model(
-        stand_in: tf.compat.v1.MetaGraphDef, source_model: HiFiC, data_dir, tmp_path) -> None:
+        stand_in: tf.compat.v1.MetaGraphDef, source_model: HiFiC, tmp_path) -> None:
     from hific_tf.checkpoints import load_model
 
-    from conftest import run_cli
+    from conftest import PHOTOS, run_cli
 
     folder = tmp_path / "published"
     folder.mkdir()
     (folder / "hific-lo.metagraph").write_bytes(stand_in.SerializeToString())
     run = tmp_path / "run"
     common = [f"--run_dir={run}", "--num_steps=1", "--crop_size=64", "--batch_size=2",
-              "--cache_decoded", f"--data={data_dir / 'photos' / 'train'}",
+              "--cache_decoded", f"--data={PHOTOS}",
               f"--published_dir={folder}"]
     result = run_cli("train", "--preset=tiny-mselpips", "--init_from_published=hific-lo",
                      *common)

@@ -55,31 +55,31 @@ def test_unknown_bundled_name_lists_what_is_bundled():
 
 
 def test_bundle_command_writes_weights_and_reports_float16_changes(tmp_path, tiny_checkpoint,
-                                                                  val768):
+                                                                  photos):
     from conftest import run_cli
 
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    (photos / val768[0].name).write_bytes(val768[0].read_bytes())
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / photos[0].name).write_bytes(photos[0].read_bytes())
     result = run_cli("bundle", f"--model={tiny_checkpoint}", "--name=test-model",
-                     f"--output={tmp_path}", f"--check_images={photos}",
-                     f"--reference_image={val768[0]}")
+                     f"--output={tmp_path}", f"--check_images={folder}",
+                     f"--reference_image={photos[0]}")
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "test-model.npz").is_file()
     assert "pixels differ, PSNR between decodes" in result.stdout
     # The reference: the stored (float16) model's coding of the photo's centre crop.
     json_path, png_path = zoo.reference_paths("test-model", tmp_path)
     reference = json.loads(json_path.read_text())
-    assert reference["image"] == val768[0].name and reference["crop"] == zoo.REFERENCE_CROP
+    assert reference["image"] == photos[0].name and reference["crop"] == zoo.REFERENCE_CROP
     stored = zoo.load_weights(tmp_path / "test-model.npz").prepare_for_coding()
-    crop = zoo.reference_crop(read_image(val768[0]))
+    crop = zoo.reference_crop(read_image(photos[0]))
     assert crop.shape == (zoo.REFERENCE_CROP, zoo.REFERENCE_CROP, 3)
     data = stored.compress(crop).numpy()
     assert len(data) == reference["bytes"]
     np.testing.assert_array_equal(stored.decompress(data).numpy(), read_image(png_path))
     # Existing weights and references are kept unless --overwrite is given.
     again = run_cli("bundle", f"--model={tiny_checkpoint}", "--name=test-model",
-                    f"--output={tmp_path}", f"--reference_image={val768[0]}")
+                    f"--output={tmp_path}", f"--reference_image={photos[0]}")
     assert again.returncode == 1 and "already exists" in again.stderr
 
 

@@ -24,9 +24,9 @@ _OUTPUT = flags.DEFINE_string("output", None, "Folder (default: the package's we
 _FLOAT32 = flags.DEFINE_bool("float32", False, "Store float32 instead of float16.")
 _CHECK = flags.DEFINE_string("check_images", None, "Folder of photos on which to compare "
                              "float16 and float32 decodes.")
-_REFERENCE = flags.DEFINE_string("reference_image", None, "A photo of "
-                                 "../shared/data/photos/val768 whose centre crop becomes the "
-                                 "model's reference (the test looks it up there by name).")
+_REFERENCE = flags.DEFINE_string("reference_image", None, "One of the repository's photos "
+                                 "(photos/) whose centre crop becomes the model's reference "
+                                 "(tests/test_bundled.py looks it up there by name).")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace existing weights and reference "
                                "files.")
 

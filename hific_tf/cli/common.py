@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from absl import app, flags, logging
+from absl import app, logging
 
 from hific_tf import images
 from hific_tf.bitstream import FILE_SUFFIX
@@ -21,14 +21,8 @@ from hific_tf.progress import Progress
 if TYPE_CHECKING:
     import numpy as np
 
-    from hific_tf.codecs import ClassicCodec
+    from hific_tf.classic_codecs import ClassicCodec
     from hific_tf.evaluation import Entry, Measures
-
-
-# Every command that can run a published model (compress, decompress, evaluate, train).
-PUBLISHED_DIR = flags.DEFINE_string(
-    "published_dir", None, "Folder holding the published hific-lo/-mi/-hi .metagraph files "
-    "you placed there (default $HIFIC_TF_PUBLISHED_DIR, else the download cache).")
 
 
 def fail(message: str) -> None:

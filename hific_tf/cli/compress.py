@@ -9,6 +9,7 @@ from absl import flags
 from hific_tf import images
 from hific_tf.bitstream import FILE_SUFFIX
 from hific_tf.cli import common
+from hific_tf.cli.published_flag import PUBLISHED_DIR
 
 _MODEL = flags.DEFINE_string(
     "model", None, "Bundled model name, published model name (hific-lo/-mi/-hi: writes "
@@ -26,7 +27,7 @@ def main(argv: list[str]) -> int:
     pairs = common.pair_paths(argv[1:], _OUTPUT.value, common.IMAGE_INPUTS, suffix)
     from hific_tf.codec import load_codec  # TensorFlow loads only after the flags check.
 
-    codec = load_codec(_MODEL.value, common.PUBLISHED_DIR.value)
+    codec = load_codec(_MODEL.value, PUBLISHED_DIR.value)
 
     def convert(source: Path) -> tuple[bytes, str]:
         image = images.read_image(source)

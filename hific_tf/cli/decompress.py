@@ -8,6 +8,7 @@ from absl import flags
 
 from hific_tf import images
 from hific_tf.cli import common
+from hific_tf.cli.published_flag import PUBLISHED_DIR
 from hific_tf.errors import UserError
 
 _MODEL = flags.DEFINE_string(
@@ -23,7 +24,7 @@ def main(argv: list[str]) -> int:
     pairs = common.pair_paths(argv[1:], _OUTPUT.value, common.COMPRESSED_INPUTS, ".png")
     from hific_tf.codec import load_codec  # TensorFlow loads only after the flags check.
 
-    codec = load_codec(_MODEL.value, common.PUBLISHED_DIR.value)
+    codec = load_codec(_MODEL.value, PUBLISHED_DIR.value)
 
     def convert(source: Path) -> tuple[bytes, str]:
         try:

@@ -25,8 +25,8 @@ if TYPE_CHECKING:
     from hific_tf.codec import Codec
     from hific_tf.evaluation import Entry
 
-_INPUT = flags.DEFINE_string("input", "../shared/data/photos/val768",
-                             "Folder of images to code.")
+_INPUT = flags.DEFINE_string("input", None, "Folder of images to code (the repository "
+                             "ships three in photos/; make demo uses them).", required=True)
 _OUTPUT = flags.DEFINE_string("output", "out/demo",
                               "Folder for the results; the demo replaces its own files there.")
 
@@ -38,12 +38,12 @@ def code_and_save(name: str, codec: Codec, images: dict[str, np.ndarray],
     """Codes every image with `codec`, writing STEM.hfc and STEM.png into `folder`; returns an
     evaluation entry that replays these results rather than coding again."""
     from hific_tf.bitstream import FILE_SUFFIX
-    from hific_tf.evaluation import Coded, Entry
+    from hific_tf.evaluation import CodedImage, Entry
     from hific_tf.files import write_atomic
     from hific_tf.images import write_png
     from hific_tf.progress import Progress
 
-    coded: dict[bytes, Coded] = {}
+    coded: dict[bytes, CodedImage] = {}
     progress = Progress(len(images), unit="image")
     for done, (image_name, image) in enumerate(images.items(), start=1):
         data = codec.compress(image)
@@ -51,7 +51,7 @@ def code_and_save(name: str, codec: Codec, images: dict[str, np.ndarray],
         stem = Path(image_name).stem
         write_atomic(folder / f"{stem}{FILE_SUFFIX}", data, overwrite=True)
         write_png(folder / f"{stem}.png", reconstruction, overwrite=True)
-        coded[image.tobytes()] = Coded(len(data), reconstruction)
+        coded[image.tobytes()] = CodedImage(len(data), reconstruction)
         bpp = 8 * len(data) / (image.shape[0] * image.shape[1])
         progress.update(done, f"{name}  {image_name}  {bpp:.3f} bpp")
     return Entry(codec=name, setting="model", target_bpp=None,
@@ -76,8 +76,8 @@ def main(argv: list[str]) -> int:
         if name not in names:
             print(f"note: {name} is not bundled; the demo runs without it", flush=True)
 
+    from hific_tf.classic_codecs import get_codec
     from hific_tf.codec import load_codec
-    from hific_tf.codecs import get_codec
     from hific_tf.images import list_images, read_image
     from hific_tf.progress import format_duration
 

@@ -13,10 +13,11 @@ from pathlib import Path
 from absl import flags
 
 from hific_tf.cli import common
+from hific_tf.cli.published_flag import PUBLISHED_DIR
 from hific_tf.errors import UserError
 
-_IMAGES = flags.DEFINE_string("images", "../shared/data/photos/val768",
-                              "Folder of images to evaluate on.")
+_IMAGES = flags.DEFINE_string("images", None, "Folder of images to evaluate on.",
+                              required=True)
 _OUTPUT = flags.DEFINE_string("output", "out/evaluation", "Folder for the report.")
 _MODELS = flags.DEFINE_list("models", [], "This project's models: checkpoint or SavedModel "
                             "directories, named after their folder.")
@@ -31,8 +32,8 @@ def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
     from hific_tf import evaluation
+    from hific_tf.classic_codecs import get_codec
     from hific_tf.codec import load_codec
-    from hific_tf.codecs import get_codec
     from hific_tf.images import list_images, read_image
 
     folder = Path(_IMAGES.value)
@@ -50,7 +51,7 @@ def main(argv: list[str]) -> int:
     classics = [get_codec(name) for name in _CODECS.value]
     images = {path.name: read_image(path) for path in paths}
     measures = common.load_measures()
-    models = [evaluation.model_entry(Path(path).name, load_codec(path, common.PUBLISHED_DIR.value))
+    models = [evaluation.model_entry(Path(path).name, load_codec(path, PUBLISHED_DIR.value))
               for path in _MODELS.value]
     common.report(images, models, classics, rates, measures, Path(_OUTPUT.value))
     return 0

@@ -1,20 +1,31 @@
-"""hific-tf train --preset=NAME --run_dir=DIR [--data=...] [--<any recipe field>=VALUE]
+"""hific-tf train --preset=NAME --run_dir=DIR --data=... [--<recipe or run field>=VALUE]
 
-Every field of the training configuration (hific_tf/configs.py, TrainingConfig) is a flag
-that overrides the preset. A run directory resumes where it stopped; it is also a checkpoint
-directory that `hific-tf compress --model=DIR` accepts.
+The preset's recipe and run (hific_tf/configs.py, TrainingRecipe and TrainingRun) can be
+replaced by JSON files (--recipe_file, --run_file), and every field of either is a flag that
+overrides them; a schedule flag takes JSON, e.g. '{"values": [1, 0.1], "boundaries": [400]}'.
+A run directory resumes where it stopped; it is also a checkpoint directory that
+`hific-tf compress --model=DIR` accepts.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from absl import flags
 
 from hific_tf.cli import common
-from hific_tf.configs import TRAINING_PRESETS, TrainingConfig, training_preset
+from hific_tf.cli.published_flag import PUBLISHED_DIR
+from hific_tf.configs import (
+    TRAINING_PRESETS,
+    Schedule,
+    TrainingConfig,
+    TrainingRecipe,
+    TrainingRun,
+    training_preset,
+)
 from hific_tf.errors import UserError
 
 if TYPE_CHECKING:
@@ -25,11 +36,12 @@ _PRESET = flags.DEFINE_enum("preset", None, list(TRAINING_PRESETS), "Training pr
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "Checkpoints, configuration and summaries "
                                "(keep it outside the source tree, e.g. ~/runs/NAME).",
                                required=True)
-_DATA = flags.DEFINE_list("data", ["../shared/data/photos/train"],
-                          "Folders or glob patterns of JPEG/PNG files or TFRecords.")
+_DATA = flags.DEFINE_list("data", None,
+                          "Folders or glob patterns of JPEG/PNG files or TFRecords.",
+                          required=True)
 _VALIDATION = flags.DEFINE_string(
     "validation_data", None, "Folder of photos to evaluate every --validate_every steps "
-    "(bpp and PSNR on whole images, never trained on), e.g. ../shared/data/photos/val768.")
+    "(bpp, PSNR and NIQE on whole images, never trained on).")
 _INIT_FROM = flags.DEFINE_string("init_from", None, "Stage-1 run directory, or the name of "
                                  "a bundled model (e.g. mselpips-tiny), to take E, G and the "
                                  "hyperprior from (stage 2 only; D starts fresh).")
@@ -37,34 +49,60 @@ _INIT_FROM_PUBLISHED = flags.DEFINE_enum(
     "init_from_published", None, ["hific-lo", "hific-mi", "hific-hi"],
     "Start E, G and the hyperprior from a published model's weights, imported by structure "
     "(the preset's architecture must match it; z's prior and D start fresh).")
-_STRATEGY = flags.DEFINE_enum("strategy", "default", ["default", "mirrored",
-                                                      "multi_worker_mirrored", "tpu"],
-                              "tf.distribute strategy.")
 _TPU = flags.DEFINE_string("tpu", None, "TPU name or address for --strategy=tpu.")
 _CACHE_DIR = flags.DEFINE_string("cache_dir", None, "Download cache for the published models "
                                  "(default $HIFIC_TF_CACHE or ~/.cache/hific-tf).")
 _LPIPS_STAND_IN = flags.DEFINE_string(
     "lpips_stand_in", None, "An .npz of LPIPS-shaped weights to use for the k_P term instead "
-    "of the real LPIPS (ablations only: benchmarks/random_feature_lpips.py writes one).")
+    "of the real LPIPS (ablations only: experiments/random_feature_lpips.py writes one).")
 _OFFLINE = flags.DEFINE_bool("offline", None, "Never download (default: $HIFIC_TF_OFFLINE).")
 _CACHE = flags.DEFINE_bool("cache_decoded", False, "Keep decoded training images in memory "
                            "(small data sets on CPU).")
 
-_FLAG_TYPES = {int: flags.DEFINE_integer, float: flags.DEFINE_float, str: flags.DEFINE_string}
+_RECIPE_FILE = flags.DEFINE_string("recipe_file", None, "JSON file of a whole training "
+                                   "recipe (TrainingRecipe) to use instead of the preset's.")
+_RUN_FILE = flags.DEFINE_string("run_file", None, "JSON file of a whole run configuration "
+                                "(TrainingRun) to use instead of the preset's.")
+
+_FLAG_TYPES = {int: flags.DEFINE_integer, float: flags.DEFINE_float, str: flags.DEFINE_string,
+               Schedule: flags.DEFINE_string}
 _OVERRIDES = {
     field.name: _FLAG_TYPES[type(field.default)](
         field.name, None, f"Override the preset's {field.name} (default {field.default!r}).")
-    for field in dataclasses.fields(TrainingConfig)
+    for config in (TrainingRecipe, TrainingRun) for field in dataclasses.fields(config)
 }
 
 
+def _read_json_file(path: str, kind: type) -> object:
+    try:
+        return kind.from_json(Path(path).expanduser().read_text())
+    except OSError as error:
+        raise UserError(f"cannot read {path}: {error.strerror}") from None
+    except json.JSONDecodeError as error:
+        raise UserError(f"{path} is not JSON: {error}") from None
+
+
 def resolve_config() -> TrainingConfig:
-    """The preset with every flag given on the command line applied."""
+    """The preset, its recipe or run replaced by --recipe_file / --run_file, with every
+    field flag given on the command line applied."""
     overrides = {name: flag.value for name, flag in _OVERRIDES.items()
                  if flag.value is not None}
     try:
-        return dataclasses.replace(training_preset(_PRESET.value), **overrides)
-    except ValueError as error:
+        config = training_preset(_PRESET.value)
+        if _RECIPE_FILE.value:
+            config = dataclasses.replace(
+                config, recipe=_read_json_file(_RECIPE_FILE.value, TrainingRecipe))
+        if _RUN_FILE.value:
+            config = dataclasses.replace(config, run=_read_json_file(_RUN_FILE.value,
+                                                                     TrainingRun))
+        for name, value in overrides.items():
+            if isinstance(getattr(TrainingRecipe, name, None), Schedule):
+                overrides[name] = Schedule.from_dict(json.loads(value))
+        return config.replace(**overrides)
+    except json.JSONDecodeError as error:
+        raise UserError(f"bad training configuration: a schedule flag is not JSON "
+                        f"({error})") from None
+    except (ValueError, TypeError) as error:
         raise UserError(f"bad training configuration: {error}") from None
 
 
@@ -90,7 +128,7 @@ def bundled_start() -> HiFiC | None:
     return zoo.load_weights(zoo.bundled_folder() / f"{name}{zoo.SUFFIX}")
 
 
-def imported_model(config: TrainingConfig) -> HiFiC | None:
+def imported_model(recipe: TrainingRecipe) -> HiFiC | None:
     """The published model of --init_from_published imported into the preset's
     architecture, or None."""
     if not _INIT_FROM_PUBLISHED.value:
@@ -99,36 +137,37 @@ def imported_model(config: TrainingConfig) -> HiFiC | None:
     from hific_tf.published import metagraph_path
     from hific_tf.weight_import import import_published_file
 
-    path = metagraph_path(_INIT_FROM_PUBLISHED.value, common.PUBLISHED_DIR.value,
+    path = metagraph_path(_INIT_FROM_PUBLISHED.value, PUBLISHED_DIR.value,
                           _CACHE_DIR.value, _OFFLINE.value)
-    return import_published_file(path, model_preset(config.model), config.model)
+    return import_published_file(path, model_preset(recipe.model), recipe.model)
 
 
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
     config = resolve_config()
-    if _INIT_FROM.value and config.stage != "hific":
+    recipe = config.recipe
+    if _INIT_FROM.value and recipe.stage != "hific":
         raise UserError("--init_from is for stage 2 (a hific-* preset)")
     if _INIT_FROM.value and _INIT_FROM_PUBLISHED.value:
         raise UserError("give --init_from or --init_from_published, not both")
     from hific_tf.data import training_dataset
     from hific_tf.training import Trainer, environment_summary, make_strategy
 
-    perceptual = load_perceptual_loss() if config.k_p > 0 else None
-    strategy = make_strategy(_STRATEGY.value, _TPU.value)
+    perceptual = load_perceptual_loss() if recipe.k_p > 0 else None
+    strategy = make_strategy(config.run.strategy, _TPU.value)
     trainer = Trainer(config, _RUN_DIR.value, strategy, perceptual_loss=perceptual)
     bundled = bundled_start()
     if bundled is not None:
         step = trainer.restore_or_initialize(init_model=bundled, with_z_prior=True)
     else:
-        step = trainer.restore_or_initialize(_INIT_FROM.value, imported_model(config))
+        step = trainer.restore_or_initialize(_INIT_FROM.value, imported_model(recipe))
     print(f"{environment_summary()}; {strategy.num_replicas_in_sync} replica(s); "
-          f"{'resuming at' if step else 'starting at'} step {step} of {config.num_steps}",
+          f"{'resuming at' if step else 'starting at'} step {step} of {config.run.num_steps}",
           flush=True)
-    dataset = training_dataset(_DATA.value, trainer.images_per_step(), config.crop_size,
-                               seed=config.seed, cache_decoded=_CACHE.value,
-                               short_side=config.data_short_side)
+    dataset = training_dataset(_DATA.value, trainer.images_per_step(), recipe.crop_size,
+                               seed=recipe.seed, cache_decoded=_CACHE.value,
+                               short_side=recipe.data_short_side)
     photos = []
     if _VALIDATION.value:
         from hific_tf.images import list_images, read_image

@@ -1,6 +1,6 @@
 r"""How NIQE on val768 answers to fine patterns, and how much of a regular grid stage 2 adds.
 
-Why stage 2 has not lowered NIQE here (README, "The bundled small models"): the GAN adds a
+Why stage 2 had not lowered NIQE (experiments/README.md): the GAN adds a
 regular grid (the pattern of the generator's stride-2 upsampling) instead of texture. This
 measures both sides:
 
@@ -15,16 +15,17 @@ measures both sides:
   period (Gaussian noise of σ = 1 gives 0.11, 0.21 and 0.42): compare with the originals.
 
 Writes summary.json, per_image.csv and sensitivity.png to
-benchmarks/results/niqe_sensitivity/ (or --output), with the machine.
+experiments/results/niqe_sensitivity/ (or --output), with the machine. `--input` is the
+folder of the five val768 photos (the shared data set's photos/val768) in both commands.
 
-    .venv/bin/python benchmarks/niqe_sensitivity.py --reference=mselpips-tiny \
+    .venv/bin/python experiments/niqe_sensitivity.py --reference=mselpips-tiny \
         --checkpoints=$HOME/runs/s2-256-b0:1000,$HOME/runs/s2-256:1000,\
 $HOME/runs/s2-256-b0.15:500,$HOME/runs/s2-256-b0.15:1000,\
 $HOME/runs/s2-256-rl-b0:1000,$HOME/runs/s2-256-rl-b0.15:1000
-    .venv/bin/python benchmarks/niqe_sensitivity.py --reference=mselpips-tiny \
+    .venv/bin/python experiments/niqe_sensitivity.py --reference=mselpips-tiny \
         --checkpoints=$HOME/runs/s2-256-ds-b0.03:500,$HOME/runs/s2-256-ds-b0.03:1000,\
 $HOME/runs/s2-256-ds-b0.15:500,$HOME/runs/s2-256-ds-b0.15:1000 \
-        --output=benchmarks/results/grid_dshift
+        --output=experiments/results/grid_dshift
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+# What the results ran on: benchmarks/machine.py, shared with the benchmarks.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from machine import machine
 
 RESULTS = Path(__file__).parent / "results" / "niqe_sensitivity"
@@ -182,7 +186,7 @@ def main() -> int:
                         help="the bundled stage-1 model whose reconstructions are perturbed")
     parser.add_argument("--checkpoints", default="",
                         help="stage-2 checkpoints as RUN:STEP, commas (optional)")
-    parser.add_argument("--input", default="../shared/data/photos/val768")
+    parser.add_argument("--input", required=True, help="folder of photos, e.g. val768")
     parser.add_argument("--output", default=str(RESULTS), help="folder for the results")
     parser.add_argument("--seed", type=int, default=0, help="seed of the added noise")
     arguments = parser.parse_args()

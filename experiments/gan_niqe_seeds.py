@@ -1,16 +1,16 @@
 r"""Is the GAN's NIQE gain a property of the recipe or of one seed? Pairs across seeds.
 
-Reads results that `benchmarks/gan_niqe.py` wrote for one seed each, every one holding a
+Reads results that `experiments/gan_niqe.py` wrote for one seed each, every one holding a
 GAN run (β > 0) and its control (β = 0, the same recipe otherwise), and compares the two
 at every step both kept: the difference of mean NIQE on val768 (GAN minus control; below 0
 means the GAN helps) and on how many photos the GAN run scores lower than the control at
 the same step. Writes gaps.csv, summary.json (with the machine) and gaps.png to
-benchmarks/results/gan_niqe_seeds/ (or --output). Reads CSVs only: no model is run.
+experiments/results/gan_niqe_seeds/ (or --output). Reads CSVs only: no model is run.
 
-    .venv/bin/python benchmarks/gan_niqe_seeds.py \
-        --series=0:benchmarks/results/gan_niqe_bundled \
-        --series=1:benchmarks/results/gan_niqe_bundled_seed1 \
-        --series=2:benchmarks/results/gan_niqe_bundled_seed2
+    .venv/bin/python experiments/gan_niqe_seeds.py \
+        --series=0:experiments/results/gan_niqe_bundled \
+        --series=1:experiments/results/gan_niqe_bundled_seed1 \
+        --series=2:experiments/results/gan_niqe_bundled_seed2
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
+# What the results ran on: benchmarks/machine.py, shared with the benchmarks.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from machine import machine
 
 RESULTS = Path(__file__).parent / "results" / "gan_niqe_seeds"
@@ -88,7 +91,7 @@ def plot(entries: list[dict], path: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--series", action="append", required=True,
-                        help="SEED:FOLDER, a folder that benchmarks/gan_niqe.py wrote")
+                        help="SEED:FOLDER, a folder that experiments/gan_niqe.py wrote")
     parser.add_argument("--output", default=str(RESULTS), help="folder for the results")
     arguments = parser.parse_args()
     entries = []
@@ -96,7 +99,7 @@ def main() -> int:
         seed, separator, folder = series.partition(":")
         if not separator or not (Path(folder) / "per_checkpoint.csv").exists():
             raise SystemExit(f"--series={series}: expected SEED:FOLDER with a "
-                             "per_checkpoint.csv from benchmarks/gan_niqe.py")
+                             "per_checkpoint.csv from experiments/gan_niqe.py")
         entries += compare(seed, *read_pair(Path(folder)))
     last = {entry["seed"]: entry for entry in entries}  # entries run in step order
     passed = [seed for seed, entry in last.items()

@@ -6,38 +6,39 @@ each val768 photo with the rounded latents (bpp is the model's estimate, as in t
 validation) and records PSNR and NIQE per photo. Writes per_checkpoint.csv (one row per run,
 step and photo), summary.json (means and, for stage-2 checkpoints, on how many photos NIQE
 is below the reference's; also each run's validation history, the NIQE that training
-recorded every few hundred steps) and niqe.png to benchmarks/results/gan_niqe/ (or
+recorded every few hundred steps) and niqe.png to experiments/results/gan_niqe/ (or
 --output), with the machine. Each stage-1 run starts its own series: stage-2 runs are
-compared only with the stage-1 run they were initialised from.
+compared only with the stage-1 run they were initialised from. `--input` is the folder of
+the five val768 photos (the shared data set's photos/val768) in every command below.
 
-    R=~/runs; .venv/bin/python benchmarks/gan_niqe.py --reference=$R/small-mselpips \
+    R=~/runs; .venv/bin/python experiments/gan_niqe.py --reference=$R/small-mselpips \
         --runs=$R/small-hific,$R/abl-beta0.05,$R/abl-beta0.015,$R/s2-b03-t125,$R/s2-b05-lr3e5,$R/s2-d2-b03,$R/s2-d2-b05
-    .venv/bin/python benchmarks/gan_niqe.py --reference=$R/stage1-9750 \
+    .venv/bin/python experiments/gan_niqe.py --reference=$R/stage1-9750 \
         --runs=$R/s2-final,$R/s2-b015,$R/s2-b0-control \
-        --output=benchmarks/results/gan_niqe_stage1_9750
-    .venv/bin/python benchmarks/gan_niqe.py --reference=mselpips-tiny \
+        --output=experiments/results/gan_niqe_stage1_9750
+    .venv/bin/python experiments/gan_niqe.py --reference=mselpips-tiny \
         --runs=$R/s2-256,$R/s2-256-b0,$R/s2-256-b0.15 \
-        --output=benchmarks/results/gan_niqe_crop256
-    .venv/bin/python benchmarks/gan_niqe.py --reference=mselpips-tiny \
+        --output=experiments/results/gan_niqe_crop256
+    .venv/bin/python experiments/gan_niqe.py --reference=mselpips-tiny \
         --runs=$R/s2-256-rl-b0,$R/s2-256-rl-b0.15 \
-        --output=benchmarks/results/gan_niqe_random_lpips
-    .venv/bin/python benchmarks/gan_niqe.py --reference=mselpips-tiny \
+        --output=experiments/results/gan_niqe_random_lpips
+    .venv/bin/python experiments/gan_niqe.py --reference=mselpips-tiny \
         --runs=$R/s2-256-ds-b0.03,$R/s2-256-ds-b0.15,$R/s2-256-ds-d2-b0.03,$R/s2-256-ds-d2-b0.08 \
-        --output=benchmarks/results/gan_niqe_dshift
+        --output=experiments/results/gan_niqe_dshift
     # The shipped pair against stage 1 alone (its weights, as shipped before 2026-12-01,
     # saved as stage1-5000.npz in a folder of their own):
-    HIFIC_TF_WEIGHTS_DIR=OLD_WEIGHTS .venv/bin/python benchmarks/gan_niqe.py \
+    HIFIC_TF_WEIGHTS_DIR=OLD_WEIGHTS .venv/bin/python experiments/gan_niqe.py \
         --reference=stage1-5000 --runs=$R/small-mselpips-256,$R/small-hific \
-        --output=benchmarks/results/gan_niqe_bundled
+        --output=experiments/results/gan_niqe_bundled
     # and the same pair trained again with --seed=1 (run directories seed1-small-*):
-    HIFIC_TF_WEIGHTS_DIR=OLD_WEIGHTS .venv/bin/python benchmarks/gan_niqe.py \
+    HIFIC_TF_WEIGHTS_DIR=OLD_WEIGHTS .venv/bin/python experiments/gan_niqe.py \
         --reference=stage1-5000 --runs=$R/seed1-small-mselpips-256,$R/seed1-small-hific \
-        --output=benchmarks/results/gan_niqe_bundled_seed1
-    # and with --seed=2 (seed2-small-*; then benchmarks/gan_niqe_seeds.py puts the three
+        --output=experiments/results/gan_niqe_bundled_seed1
+    # and with --seed=2 (seed2-small-*; then experiments/gan_niqe_seeds.py puts the three
     # seeds side by side):
-    HIFIC_TF_WEIGHTS_DIR=OLD_WEIGHTS .venv/bin/python benchmarks/gan_niqe.py \
+    HIFIC_TF_WEIGHTS_DIR=OLD_WEIGHTS .venv/bin/python experiments/gan_niqe.py \
         --reference=stage1-5000 --runs=$R/seed2-small-mselpips-256,$R/seed2-small-hific \
-        --output=benchmarks/results/gan_niqe_bundled_seed2
+        --output=experiments/results/gan_niqe_bundled_seed2
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
+# What the results ran on: benchmarks/machine.py, shared with the benchmarks.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from machine import machine
 
 RESULTS = Path(__file__).parent / "results" / "gan_niqe"
@@ -164,7 +168,7 @@ def main() -> int:
     parser.add_argument("--reference", required=True,
                         help="the stage-1 run directory, or a bundled model's name")
     parser.add_argument("--runs", required=True, help="stage-2 run directories, commas")
-    parser.add_argument("--input", default="../shared/data/photos/val768")
+    parser.add_argument("--input", required=True, help="folder of photos, e.g. val768")
     parser.add_argument("--output", default=str(RESULTS), help="folder for the results")
     arguments = parser.parse_args()
     if not Path(arguments.input).is_dir():

@@ -1,15 +1,17 @@
 r"""Writes a stand-in for the LPIPS weights: AlexNet with random features, for one ablation.
 
-The bundled stage 2 trains without the perceptual term (k_P = 0), and its GAN lays a regular
-grid over the reconstructions (README, "The bundled small models"). Random convolutional
-features also measure fine structure, so training with k_P = 1 on them asks whether a
-perceptual term of this kind keeps the GAN from that grid. This is not LPIPS: the distances
-it gives are not LPIPS values and are never reported as such. Training reads the file with
-`--lpips_stand_in=FILE` instead of the real LPIPS weights:
+The bundled stage 2 trains without the perceptual term (k_P = 0: the LPIPS weights were not
+available where it was trained), and its GAN laid a regular grid over the reconstructions
+(experiments/README.md). Random convolutional features also measure fine structure, so
+training with k_P = 1 on them asks whether a perceptual term of this kind keeps the GAN from
+that grid. This is not LPIPS: the distances it gives are not LPIPS values and are never
+reported as such. Training reads the file with `--lpips_stand_in=FILE` instead of the real
+LPIPS weights:
 
-    .venv/bin/python benchmarks/random_feature_lpips.py --output=$HOME/runs/exp/rlpips.npz
+    .venv/bin/python experiments/random_feature_lpips.py --output=$HOME/runs/exp/rlpips.npz
     hific-tf train --preset=small-hific --init_from=mselpips-tiny --crop_size=256 \
-        --target_rate=0.19 --num_steps=1000 --learning_rate_decay_step=750 \
+        --target_rate=0.19 --num_steps=1000 \
+        --learning_rate_schedule='{"values": [1, 0.1], "boundaries": [750]}' \
         --k_p=1 --lpips_stand_in=$HOME/runs/exp/rlpips.npz --beta=0.15 \
         --run_dir=$HOME/runs/s2-256-rl-b0.15 ...   # and --beta=0, s2-256-rl-b0
 """

@@ -1,0 +1,92 @@
+"""Training configuration: the recipe and the run, each loadable from JSON, one clear error
+for an unknown key, and run directories written before the split still resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hific_tf.configs import (
+    TRAINING_PRESETS,
+    ModelConfig,
+    Schedule,
+    TrainingConfig,
+    TrainingRecipe,
+    TrainingRun,
+    training_preset,
+)
+
+from conftest import PHOTOS, run_cli
+
+
+@pytest.mark.parametrize("name", list(TRAINING_PRESETS))
+def test_every_preset_survives_json(name):
+    config = training_preset(name)
+    assert TrainingConfig.from_json(config.to_json()) == config
+    assert TrainingRecipe.from_json(json.dumps(json.loads(config.to_json())["recipe"])) == \
+        config.recipe
+    assert TrainingRun.from_json(json.dumps(json.loads(config.to_json())["run"])) == config.run
+
+
+def test_the_run_holds_only_how_a_run_is_operated():
+    recipe, run = training_preset("hific-lo").recipe, training_preset("hific-lo").run
+    assert {"k_m", "k_p", "beta", "target_rate_schedule", "learning_rate_schedule",
+            "adam_beta_1", "crop_size", "discriminator_shift"} <= set(vars(recipe))
+    assert set(vars(run)) == {"num_steps", "checkpoint_every", "keep_checkpoints", "log_every",
+                              "summary_every", "image_every", "validate_every", "strategy",
+                              "precision"}
+
+
+@pytest.mark.parametrize(("kind", "text", "message"), [
+    (TrainingConfig, '{"recipe": {}, "runs": {}}', "unknown training configuration keys: runs"),
+    (TrainingConfig, '{"recipe": {"betta": 0.1}}', "unknown training recipe keys: betta"),
+    (TrainingConfig, '{"run": {"steps": 5}}', "unknown training run keys: steps"),
+    (TrainingConfig, '{"betta": 0.1}', "unknown training configuration keys: betta"),
+    (TrainingRecipe, '{"betta": 0.1}', "unknown training recipe keys: betta"),
+    (TrainingRun, '{"steps": 5}', "unknown training run keys: steps"),
+    (TrainingRecipe, '{"learning_rate_schedule": {"value": [1]}}',
+     "unknown schedule keys: value"),
+    (TrainingRun, '[1, 2]', "a training run must be a JSON object"),
+    (TrainingRun, '{"num_steps": "many"}', "bad training run: "),
+    (ModelConfig, '{"latent": 3}', "unknown model config keys: latent"),
+])
+def test_an_unknown_key_is_one_value_error_naming_it(kind, text, message):
+    with pytest.raises(ValueError, match=message):
+        kind.from_json(text)
+
+
+def test_replace_routes_each_field_and_refuses_unknown_ones():
+    config = training_preset("tiny-hific").replace(beta=0.5, num_steps=7)
+    assert (config.recipe.beta, config.run.num_steps) == (0.5, 7)
+    with pytest.raises(ValueError, match="unknown training configuration keys: steps"):
+        config.replace(steps=3)
+
+
+def test_a_flat_train_config_of_earlier_versions_still_loads():
+    flat = {**json.loads(TrainingRecipe(model="tiny", crop_size=64).to_json()),
+            **json.loads(TrainingRun(num_steps=9).to_json())}
+    for name in ("target_rate_schedule", "rate_weight_schedule", "learning_rate_schedule"):
+        del flat[name]
+    flat.update(rate_warmup_steps=200, warmup_target_factor=1.5, warmup_weight_factor=0.25,
+                learning_rate_decay_step=700, learning_rate_decay_factor=0.5)
+    config = TrainingConfig.from_json(json.dumps(flat))
+    assert config.recipe.target_rate_schedule == Schedule((1.5, 1.0), (200,))
+    assert config.recipe.rate_weight_schedule == Schedule((0.25, 1.0), (200,))
+    assert config.recipe.learning_rate_schedule == Schedule((1.0, 0.5), (700,))
+    assert (config.recipe.crop_size, config.run.num_steps) == (64, 9)
+
+
+@pytest.mark.slow
+def test_train_reads_recipe_and_run_files_and_names_a_bad_key(tmp_path):
+    recipe = json.loads(training_preset("tiny-mselpips").recipe.to_json())
+    recipe["bta"] = 0.1
+    (tmp_path / "recipe.json").write_text(json.dumps(recipe))
+    result = run_cli("train", "--preset=tiny-mselpips", f"--run_dir={tmp_path / 'run'}",
+                     f"--data={PHOTOS}", f"--recipe_file={tmp_path / 'recipe.json'}")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "unknown training recipe keys: bta" in errors[0]
+    result = run_cli("train", "--preset=tiny-mselpips", f"--run_dir={tmp_path / 'run'}",
+                     f"--data={PHOTOS}", '--learning_rate_schedule={"values": [1]')
+    assert result.returncode == 1 and "a schedule flag is not JSON" in result.stderr
