@@ -2,6 +2,9 @@
 
 z = h_a(y) is coded with a factorized prior; y is coded with a mean-scale Gaussian
 conditional whose means and scales come from two separate h_s nets applied to z_hat.
+h_a and h_s pad as the authors' tensorflow-compression 1.x layers do (explicit zero padding
+(k//2, (k-1)//2), see hific_tf.layers.zero_padding), so z is ceil(y / 4) on each side and
+h_s's outputs, 4 * ceil(y / 4), are cropped to y's size.
 """
 
 from __future__ import annotations
@@ -13,10 +16,19 @@ import tensorflow as tf
 import tensorflow_compression as tfc
 
 from hific_tf.configs import ModelConfig
-from hific_tf.layers import conv, conv_transpose
+from hific_tf.layers import ZeroPaddedConv2D, ZeroPaddedConv2DTranspose
 
 # tensorflow-compression's default precision of the range coder's CDFs, in bits.
 RANGE_CODER_PRECISION = 12
+
+
+# z is y downsampled twice by stride-2 convolutions with explicit padding: ceil(y / 4).
+Z_STRIDE = 4
+
+
+def z_shape(y_shape: tf.Tensor) -> tf.Tensor:
+    """z's [height, width] for y's [height, width]."""
+    return (y_shape + Z_STRIDE - 1) // Z_STRIDE
 
 
 class TrainingOutputs(NamedTuple):
@@ -58,15 +70,15 @@ class Hyperprior(tf.keras.layers.Layer):
         super().__init__(name=name)
         width = config.hyper_channels
         self.analysis = tf.keras.Sequential(
-            [conv(width, 3, activation="relu"),
-             conv(width, 5, strides=2, activation="relu"),
-             conv(width, 5, strides=2)], name="h_a")
+            [ZeroPaddedConv2D(width, 3, activation="relu"),
+             ZeroPaddedConv2D(width, 5, strides=2, activation="relu"),
+             ZeroPaddedConv2D(width, 5, strides=2)], name="h_a")
 
         def synthesis(name: str) -> tf.keras.Sequential:
             return tf.keras.Sequential(
-                [conv_transpose(width, 5, activation="relu"),
-                 conv_transpose(width, 5, activation="relu"),
-                 conv(config.latent_channels, 3)], name=name)
+                [ZeroPaddedConv2DTranspose(width, 5, activation="relu"),
+                 ZeroPaddedConv2DTranspose(width, 5, activation="relu"),
+                 ZeroPaddedConv2D(config.latent_channels, 3)], name=name)
 
         self.synthesis_mean = synthesis("h_s_mean")
         self.synthesis_scale = synthesis("h_s_scale")
@@ -102,15 +114,21 @@ class Hyperprior(tf.keras.layers.Layer):
         log_scale = tf.math.log(tf.maximum(scale, math.exp(self._log_scale_min)))
         return (log_scale - self._log_scale_min) / self._log_scale_step
 
-    def _mean_and_index(self, z_hat: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        return (self.synthesis_mean(z_hat),
-                self._scale_index(self.synthesis_scale(z_hat)))
+    def _mean_and_index(self, z_hat: tf.Tensor, y_shape: tf.Tensor
+                        ) -> tuple[tf.Tensor, tf.Tensor]:
+        """y's means and fractional scale indexes from z_hat, cropped to y's [height, width]
+        `y_shape` (h_s yields 4 * z's size)."""
+        def crop(tensor: tf.Tensor) -> tf.Tensor:
+            return tensor[:, :y_shape[0], :y_shape[1]]
+
+        return (crop(self.synthesis_mean(z_hat)),
+                self._scale_index(crop(self.synthesis_scale(z_hat))))
 
     def call(self, y: tf.Tensor, training: bool = True) -> TrainingOutputs:
         """Training-mode pass: noisy rates of y and z and the straight-through y_hat."""
         z = self.analysis(y)
         z_tilde, z_bits = self.z_model(z, training=training)
-        mean, index = self._mean_and_index(z_tilde)
+        mean, index = self._mean_and_index(z_tilde, tf.shape(y)[1:3])
         _, y_bits = self.y_model(y, index, loc=mean, training=training)
         y_hat = tfc.round_st(y - mean) + mean
         if training:
@@ -169,18 +187,18 @@ class Hyperprior(tf.keras.layers.Layer):
         z = self.analysis(y)
         z_strings = self.z_coder.compress(z)
         z_hat = self.z_coder.decompress(z_strings, tf.shape(z)[1:3])
-        mean, index = self._mean_and_index(z_hat)
+        mean, index = self._mean_and_index(z_hat, tf.shape(y)[1:3])
         index = tf.round(index)
         y_strings = self.y_coder.compress(y, index, loc=mean)
         y_hat = tf.round(y - mean) + mean
         return Coded(z_strings=z_strings, y_strings=y_strings, z_hat=z_hat, y_hat=y_hat)
 
     def decompress(self, z_strings: tf.Tensor, y_strings: tf.Tensor,
-                   z_shape: tf.Tensor) -> tf.Tensor:
-        """Recovers y_hat from the strings; `z_shape` is z's [height, width]."""
+                   y_shape: tf.Tensor) -> tf.Tensor:
+        """Recovers y_hat from the strings; `y_shape` is y's [height, width] (int32)."""
         self._check_prepared()
-        z_hat = self.z_coder.decompress(z_strings, z_shape)
-        mean, index = self._mean_and_index(z_hat)
+        z_hat = self.z_coder.decompress(z_strings, z_shape(y_shape))
+        mean, index = self._mean_and_index(z_hat, y_shape)
         return self.y_coder.decompress(y_strings, tf.round(index), loc=mean)
 
     def information_content(self, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -193,6 +211,6 @@ class Hyperprior(tf.keras.layers.Layer):
         # The coder keeps only tables; the training model holds the prior itself and
         # quantises with the same heuristic offset.
         z_hat, z_bits = self.z_model(z, training=False)
-        mean, index = self._mean_and_index(z_hat)
+        mean, index = self._mean_and_index(z_hat, tf.shape(y)[1:3])
         _, y_bits = self.y_coder(y, tf.round(index), loc=mean, training=False)
         return y_bits, z_bits
