@@ -97,7 +97,8 @@ def imported_model(config: TrainingConfig) -> HiFiC | None:
 
     path = metagraph_path(_INIT_FROM_PUBLISHED.value, common.PUBLISHED_DIR.value,
                           _CACHE_DIR.value, _OFFLINE.value)
-    return import_published_file(path, model_preset(config.model), config.model)
+    model, _ = import_published_file(path, model_preset(config.model), config.model)
+    return model
 
 
 def main(argv: list[str]) -> int:
