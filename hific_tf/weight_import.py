@@ -42,11 +42,12 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from hific_tf import published
 from hific_tf.configs import ModelConfig
 from hific_tf.errors import UserError
 from hific_tf.layers import ChannelNorm, ZeroPaddedConv2D, ZeroPaddedConv2DTranspose, zero_padding
 from hific_tf.model import HiFiC
-from hific_tf.published import RECEIVER, SENDER, read_metagraph
+from hific_tf.published import RECEIVER, SENDER, CoderTables, GraphCoding, read_metagraph
 
 # Convolution ops: (data input, kernel input).
 _CONVOLUTIONS = {"Conv2D": (0, 1), "Conv2DBackpropInput": (2, 1)}
@@ -58,9 +59,6 @@ _WHILES = {"While", "StatelessWhile"}
 # Where a search for a layer's bias or norm stops: the next layer begins there.
 _LAYER_BOUNDARIES = {*_CONVOLUTIONS, "Relu", "LeakyRelu", *_ENCODERS, *_DECODERS}
 _NORM_MAX_OPS = 12  # a ChannelNorm is about ten ops
-# The range coder's settings in the authors' graphs (tensorflow-compression 1.3).
-AUTHORS_PRECISION = 16
-AUTHORS_OVERFLOW_WIDTH = 4
 
 
 class StructureError(UserError):
@@ -294,26 +292,6 @@ class GraphLayer:
         norm = " + ChannelNorm" if self.norm is not None else ""
         return (f"{kind} {height}x{width} {inputs}->{outputs} stride {self.stride} "
                 f"padding {self.padding}{norm}")
-
-
-@dataclasses.dataclass
-class CoderTables:
-    """One range coder's tables as the authors' ops take them."""
-
-    cdf: np.ndarray  # int32 [rows, width], each row's CDF zero-padded
-    cdf_length: np.ndarray  # int32 [rows]
-    offset: np.ndarray  # int32 [rows], the smallest symbol of each row
-
-
-@dataclasses.dataclass
-class GraphCoding:
-    """What the graph codes with: tables, settings and z's medians."""
-
-    z: CoderTables
-    y: CoderTables
-    z_medians: np.ndarray  # float32 [C_z]; z's symbols are floor(z + 0.5 - median)
-    precision: int
-    overflow_width: int
 
 
 @dataclasses.dataclass
@@ -777,11 +755,11 @@ def import_published(meta_graph: tf.compat.v1.MetaGraphDef,
     else:
         check_config(networks, expected, expected_name)
     if (networks.coding.precision, networks.coding.overflow_width) != (
-            AUTHORS_PRECISION, AUTHORS_OVERFLOW_WIDTH):
+            published.AUTHORS_PRECISION, published.AUTHORS_OVERFLOW_WIDTH):
         raise StructureError(
             f"the graph's range coders use precision {networks.coding.precision} and overflow "
             f"width {networks.coding.overflow_width}; the authors' coder mode uses "
-            f"{AUTHORS_PRECISION} and {AUTHORS_OVERFLOW_WIDTH}")
+            f"{published.AUTHORS_PRECISION} and {published.AUTHORS_OVERFLOW_WIDTH}")
     model = HiFiC(config)
     import_networks(networks, model, expected_name)
     return model, networks.coding

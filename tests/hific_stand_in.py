@@ -35,7 +35,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_compression  # noqa: F401  Registers the range-coding ops.
+import tensorflow_compression as tfc
 from tensorflow_compression.python.ops import gen_ops
 
 from hific_tf.model import HiFiC
@@ -205,22 +205,7 @@ class _Builder:
     # Entropy coding.
 
     def z_tables(self) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-        """z's pmfs (overflow bin last), offsets and medians. The pmfs are those of the
-        model's prior (read from its tensorflow-compression 2.x tables); each channel's median
-        is its quantisation offset moved by a whole number of bins, so that a median taken
-        as 0 shows."""
-        cdf, cdf_offset, quantization_offset = (
-            value.numpy() for value in self.model.hyperprior._z_tables())
-        pmfs, position = [], 0
-        for _ in range(len(cdf_offset)):
-            precision = -int(cdf[position])
-            end = position + 1 + int(np.argmax(cdf[position + 1:] == 2 ** precision))
-            pmfs.append((np.diff(cdf[position + 1:end + 1]) / 2.0 ** precision
-                         ).astype(np.float32))
-            position = end + 1
-        shifts = np.arange(len(cdf_offset)) % 5 - 2
-        medians = (quantization_offset + shifts).astype(np.float32)
-        return pmfs, (cdf_offset - shifts).astype(np.int32), medians
+        return z_coding(self.model)
 
     def y_tables(self) -> tuple[list[np.ndarray], np.ndarray]:
         """Per scale of the table, the pmf of floor(N(0, s) + 0.5) over -c..c with
@@ -374,6 +359,31 @@ def _rename_functions(meta_graph: tf.compat.v1.MetaGraphDef) -> None:
     for function in library.function:
         function.signature.name = renamed[function.signature.name]
         rename(function.node_def)
+
+
+def z_coding(model: HiFiC) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """z's pmfs (overflow bin last), offsets and medians in the stand-in of `model`.
+
+    The pmfs are those of the model's prior (read from its tensorflow-compression 2.x
+    tables); each channel's median is its quantisation offset moved by a whole number of bins
+    (-2..2), so that a median taken as 0 shows.
+    """
+    @tf.function(autograph=False)
+    def tables() -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        coder = tfc.ContinuousBatchedEntropyModel(model.hyperprior.z_prior, coding_rank=3,
+                                                  compression=True, stateless=True)
+        return coder.cdf, coder.cdf_offset, coder.quantization_offset
+
+    cdf, cdf_offset, quantization_offset = (value.numpy() for value in tables())
+    pmfs, position = [], 0
+    for _ in range(len(cdf_offset)):
+        precision = -int(cdf[position])
+        end = position + 1 + int(np.argmax(cdf[position + 1:] == 2 ** precision))
+        pmfs.append((np.diff(cdf[position + 1:end + 1]) / 2.0 ** precision).astype(np.float32))
+        position = end + 1
+    shifts = np.arange(len(cdf_offset)) % 5 - 2
+    medians = (quantization_offset + shifts).astype(np.float32)
+    return pmfs, (cdf_offset - shifts).astype(np.int32), medians
 
 
 def _normal_quantile(probability: float) -> float:
