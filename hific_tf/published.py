@@ -476,3 +476,27 @@ class TfciCoder:
             raise FormatError(f"the .tfci file is corrupt: the model cannot decode it "
                               f"({str(error).strip().splitlines()[0][:120]})") from None
         return tf.saturate_cast(tf.round(output), tf.uint8).numpy()
+
+
+def writes_tfci(model: str | Path) -> bool:
+    """Whether the model argument `model` codes `.tfci` files: a published model's name, or a
+    checkpoint directory converted from one (it holds the graph's tables)."""
+    return str(model) in MODEL_NAMES or (Path(model) / TABLES_FILE).is_file()
+
+
+def save_converted(model: HiFiC, coding: GraphCoding, name: str, directory: str | Path) -> None:
+    """Writes a checkpoint directory (architecture, weights) that also holds the graph's
+    coding tables, so it codes `.tfci` files as the graph does (`load_converted`)."""
+    from hific_tf.checkpoints import save_model
+    from hific_tf.files import write_atomic
+
+    save_model(model, directory)
+    write_atomic(Path(directory) / TABLES_FILE, coding.to_bytes(name), overwrite=True)
+
+
+def load_converted(directory: str | Path) -> TfciCoder:
+    """The `.tfci` coder of a directory written by `save_converted`."""
+    from hific_tf.checkpoints import load_model
+
+    coding, name = GraphCoding.from_file(Path(directory) / TABLES_FILE)
+    return TfciCoder(load_model(directory), coding, name)

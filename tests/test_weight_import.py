@@ -237,3 +237,46 @@ def test_training_starts_from_an_imported_published_model(tiny_source: HiFiC, da
     assert ("error: the graph's structure differs from the hific architecture: "
             "encoder_channels is (8, 16, 24, 32, 48) in the graph, (60, 120, 240, 480, 960) "
             "in hific") in result.stderr
+
+
+@pytest.mark.slow
+def test_convert_writes_a_checkpoint_that_codes_tfci_files_and_starts_training(
+        tiny_source: HiFiC, data_dir, tmp_path) -> None:
+    from PIL import Image
+
+    from hific_tf.images import read_image
+
+    from conftest import run_cli
+
+    folder = tmp_path / "published"
+    folder.mkdir()
+    (folder / f"{NAME}.metagraph").write_bytes(build_stand_in(tiny_source).SerializeToString())
+    converted = tmp_path / "converted"
+    result = run_cli("convert", f"--model={NAME}", f"--published_dir={folder}",
+                     f"--output={converted}", "--preset=tiny")
+    assert result.returncode == 0, result.stderr[-2000:]
+    image = synthetic_image(100, 74)
+    Image.fromarray(image).save(tmp_path / "photo.png")
+    for model, output in ((str(converted), "ours.tfci"), (NAME, "theirs.tfci")):
+        result = run_cli("compress", f"--model={model}", f"--published_dir={folder}",
+                         f"--output={tmp_path / output}", str(tmp_path / "photo.png"))
+        assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "ours.tfci").read_bytes() == (tmp_path / "theirs.tfci").read_bytes()
+    for model, output in ((str(converted), "ours.png"), (NAME, "theirs.png")):
+        result = run_cli("decompress", f"--model={model}", f"--published_dir={folder}",
+                         f"--output={tmp_path / output}", str(tmp_path / "theirs.tfci"))
+        assert result.returncode == 0, result.stderr[-2000:]
+    assert psnr(read_image(tmp_path / "ours.png"),
+                read_image(tmp_path / "theirs.png")) >= MIN_PSNR
+    result = run_cli("train", "--preset=tiny-hific", f"--init_from={converted}",
+                     f"--run_dir={tmp_path / 'run'}", "--num_steps=1", "--crop_size=64",
+                     "--batch_size=2", "--cache_decoded",
+                     f"--data={data_dir / 'photos' / 'train'}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    result = run_cli("convert", f"--model={NAME}", f"--published_dir={folder}",
+                     f"--output={tmp_path / 'other'}", "--preset=hific")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "hific-tf: error: the graph's structure differs from the hific architecture: "
+        "encoder_channels is (8, 16, 24, 32, 48) in the graph, (60, 120, 240, 480, 960) in "
+        "hific")
