@@ -145,8 +145,9 @@ class _Builder:
         layers = self.model.hyperprior.analysis.layers
         for position, layer in enumerate(layers):
             kernel, bias = self.weights(layer)
-            y = tf.nn.conv2d(y, self.rdft_kernel(kernel), layer.strides[0],
-                             self.padding(kernel.shape[0]))
+            padding = "SAME" if "explicit_padding" in self.omit else self.padding(
+                kernel.shape[0])
+            y = tf.nn.conv2d(y, self.rdft_kernel(kernel), layer.strides[0], padding)
             y = tf.nn.bias_add(y, tf.constant(bias))
             if position < len(layers) - 1:
                 y = tf.nn.relu(y)
@@ -246,6 +247,11 @@ class _Builder:
         """Lower-bounds the scales at the first entry; the index of the next greater one."""
         table = tf.constant(self.config.scale_table(), tf.float32)
         scale = tf.maximum(scale, table[0])
+        if "next_greater_index" in self.omit:  # the nearest entry in log space instead
+            step = (math.log(self.config.scale_max) - math.log(self.config.scale_min)) / (
+                self.config.num_scales - 1)
+            index = tf.round((tf.math.log(scale) - math.log(self.config.scale_min)) / step)
+            return tf.cast(tf.minimum(index, self.config.num_scales - 1), tf.int32)
         initial = tf.fill(tf.shape(scale), tf.constant(len(self.config.scale_table()) - 1))
         return tf.foldr(lambda index, entry: index - tf.cast(scale <= entry, tf.int32),
                         table[:-1], initializer=initial, back_prop=False)
@@ -402,8 +408,9 @@ def build_stand_in(model: HiFiC, omit: set[str] | frozenset = frozenset(),
                    norm_pattern: str = "batch_normalization", control_flow: str = "v1",
                    rdft_synthesis: bool = False) -> tf.compat.v1.MetaGraphDef:
     """The published-model MetaGraphDef of `model`'s weights (see the module docstring);
-    `omit` may hold "residual_block" (G loses its last block) and "encoder_norm" (E's second
-    ChannelNorm is left out)."""
+    `omit` may hold "residual_block" (G loses its last block), "encoder_norm" (E's second
+    ChannelNorm is left out), "explicit_padding" (h_a pads as Keras "same") and
+    "next_greater_index" (scales index the nearest table entry in log space)."""
     if norm_pattern not in NORM_PATTERNS:
         raise ValueError(f"norm_pattern must be one of {NORM_PATTERNS}")
     meta_graph = _Builder(model, set(omit), norm_pattern, rdft_synthesis).build(control_flow)

@@ -190,6 +190,22 @@ def test_an_unknown_norm_pattern_is_refused_and_both_known_ones_import(
                                   tiny_source.generator.head.layers[0].gamma)
 
 
+@pytest.mark.slow
+def test_keras_same_padding_in_the_hyperprior_is_refused(tiny_source: HiFiC) -> None:
+    assert refusal(build_stand_in(tiny_source, {"explicit_padding"})) == (
+        "the graph's structure differs from the tiny architecture: h_a layer 2 is a conv 5x5 "
+        "24->24 stride 2 padding same in the graph, a conv 5x5 24->24 stride 2 padding zeros "
+        "(2, 2) in tiny")
+
+
+@pytest.mark.slow
+def test_another_scale_index_rule_is_refused(tiny_source: HiFiC) -> None:
+    message = refusal(build_stand_in(tiny_source, {"next_greater_index"}))
+    assert message.startswith(
+        "the graph's scale indexes differ from the next-greater-entry rule over the scale "
+        "table exp(linspace(ln 0.11, ln 256, 64)): scale ")
+
+
 def test_a_graph_without_range_coders_is_refused() -> None:
     graph = tf.compat.v1.Graph()
     with graph.as_default():
