@@ -29,6 +29,10 @@ class ModelConfig:
     scale_min: float = 0.11
     scale_max: float = 256.0
     norm_epsilon: float = 1e-3
+    # How h_s is evaluated when coding (hific_tf/entropy_coding.py): "integer", exact integer
+    # arithmetic, so that files decode on any machine; "float", as trained and as the
+    # authors' code does (for models imported from their graphs).
+    hyper_synthesis: str = "integer"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "encoder_channels", tuple(self.encoder_channels))
@@ -46,6 +50,14 @@ class ModelConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if not 0 < self.scale_min < self.scale_max:
             raise ValueError("need 0 < scale_min < scale_max")
+        if self.hyper_synthesis not in ("integer", "float"):
+            raise ValueError(f"hyper_synthesis must be 'integer' or 'float', "
+                             f"got {self.hyper_synthesis!r}")
+
+    def same_networks(self, other: ModelConfig) -> bool:
+        """Whether `other` has the same networks, whatever it codes h_s with
+        (`hyper_synthesis` only decides how coding evaluates h_s, not what training learns)."""
+        return dataclasses.replace(other, hyper_synthesis=self.hyper_synthesis) == self
 
     @property
     def generator_channels(self) -> tuple[int, ...]:

@@ -15,12 +15,17 @@ from typing import NamedTuple
 import tensorflow as tf
 import tensorflow_compression as tfc
 
+from hific_tf import bitstream
 from hific_tf.configs import ModelConfig
+from hific_tf.entropy_coding import (
+    Coder,
+    CodingTables,
+    IntegerSynthesis,
+    ZTables,
+    build_tables,
+    table_index,
+)
 from hific_tf.layers import ZeroPaddedConv2D, ZeroPaddedConv2DTranspose
-
-# tensorflow-compression's default precision of the range coder's CDFs, in bits.
-RANGE_CODER_PRECISION = 12
-
 
 # z is y downsampled twice by stride-2 convolutions with explicit padding: ceil(y / 4).
 Z_STRIDE = 4
@@ -29,6 +34,11 @@ Z_STRIDE = 4
 def z_shape(y_shape: tf.Tensor) -> tf.Tensor:
     """z's [height, width] for y's [height, width]."""
     return (y_shape + Z_STRIDE - 1) // Z_STRIDE
+
+
+def crop(tensor: tf.Tensor, y_shape: tf.Tensor) -> tf.Tensor:
+    """h_s's output cropped to y's [height, width]."""
+    return tensor[:, :y_shape[0], :y_shape[1]]
 
 
 class TrainingOutputs(NamedTuple):
@@ -49,18 +59,11 @@ class Coded(NamedTuple):
     y_hat: tf.Tensor
 
 
-class ZTables(NamedTuple):
-    """z's range-coding tables in tensorflow-compression 2.x layout.
+class Decoded(NamedTuple):
+    """y_hat recovered from strings, and whether the range decoder ended cleanly."""
 
-    `cdf` concatenates, per channel, minus the precision followed by that channel's quantised CDF
-    (overflow bin included); `cdf_offset` is each channel's smallest coded value, and z is
-    quantised as round(z - quantization_offset) + quantization_offset.
-    """
-
-    cdf: tf.Tensor
-    cdf_offset: tf.Tensor
-    quantization_offset: tf.Tensor
-    precision: int = RANGE_CODER_PRECISION
+    y_hat: tf.Tensor
+    sane: tf.Tensor  # bool: both strings decoded to their end without error
 
 
 class Hyperprior(tf.keras.layers.Layer):
@@ -93,18 +96,19 @@ class Hyperprior(tf.keras.layers.Layer):
         # used only for the rate control's quantised estimate.
         self._z_rounding_model = tfc.ContinuousBatchedEntropyModel(
             self.z_prior, coding_rank=3, compression=False, offset_heuristic=False)
-        self.y_model = self._y_model(compression=False)
-        self.z_coder: tfc.ContinuousBatchedEntropyModel | None = None
-        self.y_coder: tfc.LocationScaleIndexedEntropyModel | None = None
+        self.y_model = tfc.LocationScaleIndexedEntropyModel(
+            tfc.NoisyNormal, self._num_scales, self._scale_from_index, coding_rank=3,
+            compression=False)
+        self._hyper_synthesis = config.hyper_synthesis
+        self._latent_channels = config.latent_channels
+        self.tables: CodingTables | None = None
+        self.coder: Coder | None = None
+        self._integer_mean: IntegerSynthesis | None = None
+        self._integer_scale: IntegerSynthesis | None = None
 
     def _z_model(self, compression: bool) -> tfc.ContinuousBatchedEntropyModel:
         return tfc.ContinuousBatchedEntropyModel(
             self.z_prior, coding_rank=3, compression=compression)
-
-    def _y_model(self, compression: bool) -> tfc.LocationScaleIndexedEntropyModel:
-        return tfc.LocationScaleIndexedEntropyModel(
-            tfc.NoisyNormal, self._num_scales, self._scale_from_index, coding_rank=3,
-            compression=compression)
 
     def _scale_from_index(self, index: tf.Tensor) -> tf.Tensor:
         return tf.exp(self._log_scale_min + self._log_scale_step * index)
@@ -117,12 +121,9 @@ class Hyperprior(tf.keras.layers.Layer):
     def _mean_and_index(self, z_hat: tf.Tensor, y_shape: tf.Tensor
                         ) -> tuple[tf.Tensor, tf.Tensor]:
         """y's means and fractional scale indexes from z_hat, cropped to y's [height, width]
-        `y_shape` (h_s yields 4 * z's size)."""
-        def crop(tensor: tf.Tensor) -> tf.Tensor:
-            return tensor[:, :y_shape[0], :y_shape[1]]
-
-        return (crop(self.synthesis_mean(z_hat)),
-                self._scale_index(crop(self.synthesis_scale(z_hat))))
+        `y_shape`."""
+        return (crop(self.synthesis_mean(z_hat), y_shape),
+                self._scale_index(crop(self.synthesis_scale(z_hat), y_shape)))
 
     def call(self, y: tf.Tensor, training: bool = True) -> TrainingOutputs:
         """Training-mode pass: noisy rates of y and z and the straight-through y_hat."""
@@ -145,61 +146,81 @@ class Hyperprior(tf.keras.layers.Layer):
 
     @property
     def prepared(self) -> bool:
-        return self.z_coder is not None
+        return self.coder is not None
 
-    def prepare_for_coding(self, z_tables: ZTables | None = None) -> None:
-        """Freezes the range-coding tables from the current weights (once per model).
+    def prepare_for_coding(self, tables: CodingTables | None = None,
+                           z_tables: ZTables | None = None) -> None:
+        """Fixes the coding tables (once per model, after the weights are final).
 
-        The tables are variables, so that a SavedModel carries exactly the tables its
-        encoder used and decoding never depends on recomputing them. `z_tables` replaces
-        z's tables computed from the prior with given ones (those of an imported graph).
+        `tables` are stored tables (a bundled, converted or exported model): they are used as
+        they are. Without them the tables are computed from the current weights, with z's
+        replaced by `z_tables` if given (those of an imported graph). The tables become
+        variables, so that a SavedModel carries exactly the tables its encoder used.
         """
         if self.prepared:
             raise RuntimeError(
                 "coding tables are already fixed for this model; build a new model to code "
                 "with changed weights")
-        if z_tables is None:
-            z_tables = ZTables(*self._z_tables())
-        self.z_coder = tfc.ContinuousBatchedEntropyModel(
-            prior_shape=self.z_prior.batch_shape, coding_rank=3, compression=True,
-            cdf=z_tables.cdf, cdf_offset=z_tables.cdf_offset,
-            quantization_offset=z_tables.quantization_offset,
-            range_coder_precision=z_tables.precision)
-        self.y_coder = self._y_model(compression=True)
-
-    @tf.function(autograph=False)
-    def _z_tables(self) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        """The factorized prior's range-coding tables, computed as one graph.
-
-        Eagerly, tensorflow-compression's tail search runs op by op and takes seconds.
-        """
-        model = tfc.ContinuousBatchedEntropyModel(
-            self.z_prior, coding_rank=3, compression=True, stateless=True)
-        return model.cdf, model.cdf_offset, model.quantization_offset
+        if self._hyper_synthesis == "integer":
+            self._integer_mean = IntegerSynthesis(self.synthesis_mean, "h_s_mean_integer")
+            self._integer_scale = IntegerSynthesis(self.synthesis_scale, "h_s_scale_integer")
+        if tables is None:
+            step = None if self._integer_scale is None else self._integer_scale.step.numpy()
+            tables = build_tables(self.z_prior, self._num_scales, self._scale_from_index,
+                                  self._latent_channels, step, z_tables)
+        expected = (self._latent_channels, self._num_scales - 1)
+        if tables.scale_thresholds.shape != expected:
+            raise ValueError(f"stored scale thresholds have shape "
+                             f"{tables.scale_thresholds.shape}, the model needs {expected}")
+        self.tables = tables
+        self.coder = Coder(tables)
 
     def _check_prepared(self) -> None:
         if not self.prepared:
             raise RuntimeError("call prepare_for_coding() after loading weights, before coding")
 
+    def coding_parameters(self, z_hat: tf.Tensor, y_shape: tf.Tensor
+                          ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """y's means and int32 table indexes from z_hat, cropped to y's [height, width]
+        `y_shape`, as encoder and decoder compute them, and whether they are exact (always
+        true in float mode, which promises nothing).
+
+        In integer mode both come from exact integer arithmetic (see entropy_coding), so every
+        machine derives the same values from the same z_hat.
+        """
+        self._check_prepared()
+        thresholds = self.coder.scale_thresholds
+        if self._integer_mean is None:
+            return (crop(self.synthesis_mean(z_hat), y_shape),
+                    table_index(crop(self.synthesis_scale(z_hat), y_shape), thresholds),
+                    tf.constant(True))
+        mean_accumulator, mean_exact = self._integer_mean.accumulate(z_hat)
+        scale_accumulator, scale_exact = self._integer_scale.accumulate(z_hat)
+        return (self._integer_mean.outputs(crop(mean_accumulator, y_shape)),
+                table_index(crop(scale_accumulator, y_shape), thresholds),
+                tf.logical_and(mean_exact, scale_exact))
+
     def compress(self, y: tf.Tensor) -> Coded:
         """Codes a batch of latents; returns strings and the quantised latents."""
-        self._check_prepared()
         z = self.analysis(y)
-        z_strings = self.z_coder.compress(z)
-        z_hat = self.z_coder.decompress(z_strings, tf.shape(z)[1:3])
-        mean, index = self._mean_and_index(z_hat, tf.shape(y)[1:3])
-        index = tf.round(index)
-        y_strings = self.y_coder.compress(y, index, loc=mean)
+        z_strings, z_hat = self.coder.encode_z(z)
+        mean, index, exact = self.coding_parameters(z_hat, tf.shape(y)[1:3])
+        exact = bitstream.check(
+            exact, "the image's hyper-latent is too large for exact integer arithmetic in h_s, "
+            "so its file would not decode the same everywhere")
+        with tf.control_dependencies([exact]):
+            y_strings = self.coder.encode_y(y, mean, index)
         y_hat = tf.round(y - mean) + mean
         return Coded(z_strings=z_strings, y_strings=y_strings, z_hat=z_hat, y_hat=y_hat)
 
     def decompress(self, z_strings: tf.Tensor, y_strings: tf.Tensor,
-                   y_shape: tf.Tensor) -> tf.Tensor:
+                   y_shape: tf.Tensor) -> Decoded:
         """Recovers y_hat from the strings; `y_shape` is y's [height, width] (int32)."""
         self._check_prepared()
-        z_hat = self.z_coder.decompress(z_strings, z_shape(y_shape))
-        mean, index = self._mean_and_index(z_hat, y_shape)
-        return self.y_coder.decompress(y_strings, tf.round(index), loc=mean)
+        z_hat, z_sane = self.coder.decode_z(z_strings, z_shape(y_shape))
+        mean, index, _ = self.coding_parameters(z_hat, y_shape)
+        y_hat, y_sane = self.coder.decode_y(y_strings, mean, index)
+        return Decoded(y_hat=y_hat, sane=tf.reduce_all(tf.concat([z_sane, y_sane], 0)))
 
     def information_content(self, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """Bits of y_hat and z_hat per image under the coding distributions (−log2 p).
@@ -208,9 +229,8 @@ class Hyperprior(tf.keras.layers.Layer):
         """
         self._check_prepared()
         z = self.analysis(y)
-        # The coder keeps only tables; the training model holds the prior itself and
-        # quantises with the same heuristic offset.
-        z_hat, z_bits = self.z_model(z, training=False)
-        mean, index = self._mean_and_index(z_hat, tf.shape(y)[1:3])
-        _, y_bits = self.y_coder(y, tf.round(index), loc=mean, training=False)
+        _, z_bits = self.z_model(z, training=False)
+        _, z_hat = self.coder.encode_z(z)
+        mean, index, _ = self.coding_parameters(z_hat, tf.shape(y)[1:3])
+        _, y_bits = self.y_model(y, tf.cast(index, tf.float32), loc=mean, training=False)
         return y_bits, z_bits

@@ -62,7 +62,8 @@ def zero_padding(kernel_size: int) -> tuple[int, int]:
     return kernel_size // 2, (kernel_size - 1) // 2
 
 
-def _explicit_padding(kernel_size: tuple[int, int]) -> list[list[int]]:
+def explicit_padding(kernel_size: tuple[int, int]) -> list[list[int]]:
+    """The padding argument of tf.nn.conv2d(_transpose) for `zero_padding` (NHWC)."""
     return [[0, 0], list(zero_padding(kernel_size[0])), list(zero_padding(kernel_size[1])),
             [0, 0]]
 
@@ -82,7 +83,7 @@ class ZeroPaddedConv2D(tf.keras.layers.Conv2D):
 
     def convolution_op(self, inputs: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
         return tf.nn.conv2d(inputs, kernel, strides=self.strides,
-                            padding=_explicit_padding(self.kernel_size))
+                            padding=explicit_padding(self.kernel_size))
 
 
 class ZeroPaddedConv2DTranspose(tf.keras.layers.Conv2DTranspose):
@@ -105,7 +106,7 @@ class ZeroPaddedConv2DTranspose(tf.keras.layers.Conv2DTranspose):
         output_shape = tf.stack([shape[0], shape[1] * self.strides[0],
                                  shape[2] * self.strides[1], self.filters])
         outputs = tf.nn.conv2d_transpose(inputs, self.kernel, output_shape, self.strides,
-                                         padding=_explicit_padding(self.kernel_size))
+                                         padding=explicit_padding(self.kernel_size))
         outputs.set_shape(self.compute_output_shape(inputs.shape))
         if self.use_bias:
             outputs = tf.nn.bias_add(outputs, self.bias)

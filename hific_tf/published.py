@@ -28,6 +28,7 @@ from google.protobuf.message import DecodeError
 
 from hific_tf import cache
 from hific_tf.bitstream import FormatError
+from hific_tf.entropy_coding import ZTables
 from hific_tf.errors import UserError
 from hific_tf.images import check_rgb_uint8
 from hific_tf.model import HiFiC, reflect_pad
@@ -46,7 +47,7 @@ AUTHORS_PAD_MULTIPLE = 16
 AUTHORS_PRECISION = 16
 AUTHORS_OVERFLOW_WIDTH = 4
 # In a checkpoint directory converted from a published graph: that graph's coding tables.
-TABLES_FILE = "published_tables.npz"
+PUBLISHED_TABLES_FILE = "published_tables.npz"
 
 
 def published_resource(name: str) -> cache.Resource:
@@ -340,6 +341,15 @@ class GraphCoding:
     precision: int
     overflow_width: int
 
+    def z_tables(self) -> ZTables:
+        """z's tables in the layout of this project's own coder (`.hfc` files): per channel
+        minus the precision and the CDF, the smallest symbols, and the medians as the
+        quantisation offsets (round(z - median) is the graph's floor(z + 0.5 - median))."""
+        rows = [np.concatenate([[-self.precision], cdf[:length]])
+                for cdf, length in zip(self.z.cdf, self.z.cdf_length, strict=True)]
+        return ZTables(np.concatenate(rows).astype(np.int32), self.z.offset.astype(np.int32),
+                       self.z_medians.astype(np.float32))
+
     def to_bytes(self, model_name: str) -> bytes:
         """The tables as an .npz file, with the name its files carry."""
         arrays = {f"{key}_{field}": getattr(getattr(self, key), field)
@@ -481,22 +491,28 @@ class TfciCoder:
 def writes_tfci(model: str | Path) -> bool:
     """Whether the model argument `model` codes `.tfci` files: a published model's name, or a
     checkpoint directory converted from one (it holds the graph's tables)."""
-    return str(model) in MODEL_NAMES or (Path(model) / TABLES_FILE).is_file()
+    return str(model) in MODEL_NAMES or (Path(model) / PUBLISHED_TABLES_FILE).is_file()
 
 
 def save_converted(model: HiFiC, coding: GraphCoding, name: str, directory: str | Path) -> None:
     """Writes a checkpoint directory (architecture, weights) that also holds the graph's
-    coding tables, so it codes `.tfci` files as the graph does (`load_converted`)."""
-    from hific_tf.checkpoints import save_model
+    coding tables, so it codes `.tfci` files as the graph does (`load_converted`), and the
+    coding tables of `.hfc` files with z's tables from the graph (for export)."""
+    from hific_tf.checkpoints import save_model, store_tables
     from hific_tf.files import write_atomic
 
-    save_model(model, directory)
-    write_atomic(Path(directory) / TABLES_FILE, coding.to_bytes(name), overwrite=True)
+    prefix = save_model(model, directory)
+    write_atomic(Path(directory) / PUBLISHED_TABLES_FILE, coding.to_bytes(name), overwrite=True)
+    # The tables for this project's own .hfc files and SavedModels: z's from the graph.
+    coding_model = HiFiC(model.config).build_weights()
+    coding_model.set_weights(model.get_weights())
+    store_tables(directory, prefix,
+                 coding_model.prepare_for_coding(z_tables=coding.z_tables()).coding_tables)
 
 
 def load_converted(directory: str | Path) -> TfciCoder:
     """The `.tfci` coder of a directory written by `save_converted`."""
     from hific_tf.checkpoints import load_model
 
-    coding, name = GraphCoding.from_file(Path(directory) / TABLES_FILE)
+    coding, name = GraphCoding.from_file(Path(directory) / PUBLISHED_TABLES_FILE)
     return TfciCoder(load_model(directory), coding, name)

@@ -760,7 +760,9 @@ def import_published(meta_graph: tf.compat.v1.MetaGraphDef,
             f"the graph's range coders use precision {networks.coding.precision} and overflow "
             f"width {networks.coding.overflow_width}; the authors' coder mode uses "
             f"{published.AUTHORS_PRECISION} and {published.AUTHORS_OVERFLOW_WIDTH}")
-    model = HiFiC(config)
+    # The authors' h_s runs in float, so an imported model codes .hfc files as their graph
+    # computes means and scales.
+    model = HiFiC(dataclasses.replace(config, hyper_synthesis="float"))
     import_networks(networks, model, expected_name)
     return model, networks.coding
 

@@ -343,3 +343,11 @@ def test_discriminator_shift_is_off_by_default_and_rolls_image_with_condition(mo
     assert rolled == [(3 + config.discriminator_condition_channels, 5)]
     with pytest.raises(ValueError, match="discriminator_shift must be 0 or more"):
         TrainingConfig(discriminator_shift=-1)
+
+
+def test_same_networks_ignores_only_how_coding_evaluates_h_s():
+    config = model_preset("tiny")
+    float_coding = ModelConfig.from_json(config.to_json().replace(
+        '"hyper_synthesis": "integer"', '"hyper_synthesis": "float"'))
+    assert float_coding != config and config.same_networks(float_coding)
+    assert not config.same_networks(model_preset("small"))
