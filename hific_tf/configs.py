@@ -54,11 +54,6 @@ class ModelConfig:
             raise ValueError(f"hyper_synthesis must be 'integer' or 'float', "
                              f"got {self.hyper_synthesis!r}")
 
-    def same_networks(self, other: ModelConfig) -> bool:
-        """Whether `other` has the same networks, whatever it codes h_s with
-        (`hyper_synthesis` only decides how coding evaluates h_s, not what training learns)."""
-        return dataclasses.replace(other, hyper_synthesis=self.hyper_synthesis) == self
-
     @property
     def generator_channels(self) -> tuple[int, ...]:
         """Head width followed by the four upsampling widths."""
@@ -80,6 +75,10 @@ class ModelConfig:
         lo, hi = math.log(self.scale_min), math.log(self.scale_max)
         step = (hi - lo) / max(self.num_scales - 1, 1)
         return [math.exp(lo + i * step) for i in range(self.num_scales)]
+
+    def same_networks(self, other: ModelConfig) -> bool:
+        """True if `other` has the same networks, however it evaluates h_s when coding."""
+        return dataclasses.replace(other, hyper_synthesis=self.hyper_synthesis) == self
 
     def to_json(self) -> str:
         """Canonical JSON, used in checkpoints and in the model identifier."""

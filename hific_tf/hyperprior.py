@@ -59,11 +59,10 @@ class Coded(NamedTuple):
     y_hat: tf.Tensor
 
 
-class Decoded(NamedTuple):
-    """y_hat recovered from strings, and whether the range decoder ended cleanly."""
-
-    y_hat: tf.Tensor
-    sane: tf.Tensor  # bool: both strings decoded to their end without error
+def _check_sane(sane: tf.Tensor) -> tf.Operation:
+    return bitstream.check(tf.reduce_all(sane), "the file is corrupt: its coded data does not "
+                           "decode (the checksum matches, so it was altered before the "
+                           "checksum was written)")
 
 
 class Hyperprior(tf.keras.layers.Layer):
@@ -214,13 +213,17 @@ class Hyperprior(tf.keras.layers.Layer):
         return Coded(z_strings=z_strings, y_strings=y_strings, z_hat=z_hat, y_hat=y_hat)
 
     def decompress(self, z_strings: tf.Tensor, y_strings: tf.Tensor,
-                   y_shape: tf.Tensor) -> Decoded:
-        """Recovers y_hat from the strings; `y_shape` is y's [height, width] (int32)."""
+                   y_shape: tf.Tensor) -> tf.Tensor:
+        """Recovers y_hat from the strings; `y_shape` is y's [height, width] (int32). A string
+        the range decoder cannot read to its end fails a check (bitstream.check_message)."""
         self._check_prepared()
         z_hat, z_sane = self.coder.decode_z(z_strings, z_shape(y_shape))
-        mean, index, _ = self.coding_parameters(z_hat, y_shape)
+        # A damaged z string stops here, before y (16 times as many symbols) is decoded.
+        with tf.control_dependencies([_check_sane(z_sane)]):
+            mean, index, _ = self.coding_parameters(z_hat, y_shape)
         y_hat, y_sane = self.coder.decode_y(y_strings, mean, index)
-        return Decoded(y_hat=y_hat, sane=tf.reduce_all(tf.concat([z_sane, y_sane], 0)))
+        with tf.control_dependencies([_check_sane(y_sane)]):
+            return tf.identity(y_hat)
 
     def information_content(self, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """Bits of y_hat and z_hat per image under the coding distributions (−log2 p).

@@ -263,3 +263,20 @@ def test_files_decode_identically_across_configurations(coded):
             latents = [np.load(coded / f"{d}_from_{source}" / f"{stem}.y_hat.npy")
                        for d in ("a", "c")]
             np.testing.assert_array_equal(latents[0], latents[1])
+
+
+@pytest.mark.slow
+def test_fuzzed_files_are_refused_cleanly_or_decoded(tmp_path):
+    """The seeded in-process fuzzer (benchmarks/fuzz_decoder.py, 10 000 cases there) on a
+    smaller run: no crash, every refusal one line, no case slower than a few seconds."""
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "fuzz_decoder.py"), "--cases=600",
+         "--seed=1", f"--output={tmp_path}"], env=_environment(False), capture_output=True,
+        text=True, timeout=1200, cwd=REPO)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert result.returncode == 0, summary["crashes"][:5]
+    assert summary["crashes"] == []
+    refused = sum(n for kind, n in summary["outcomes"].items() if kind.endswith("refused"))
+    assert refused > 300
+    assert summary["slowest_case_seconds"] < 10
+    assert summary["rss_growth_mib"] < 2048
