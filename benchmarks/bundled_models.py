@@ -1,7 +1,8 @@
 """The bundled models on val768 against JPEG, WebP and AVIF: the README's table and plots.
 
 Runs `hific-tf demo` (both bundled models, the classic codecs at hific-tiny's mean bpp and
-twice it; bpp, PSNR, MS-SSIM, NIQE) into a scratch folder, then keeps the summary, the
+twice it; bpp, PSNR, MS-SSIM, NIQE, LPIPS, FID/256 and KID/256) into a scratch folder, then
+keeps the summary, the
 per-image table, the rate-distortion plots and the side-by-side figure in
 benchmarks/results/bundled_val768/, with the machine and the demo's wall time.
 
@@ -23,7 +24,7 @@ from machine import machine
 
 RESULTS = Path(__file__).parent / "results" / "bundled_val768"
 KEPT = ("summary.json", "per_image.csv", "rd_psnr.png", "rd_ms_ssim.png", "rd_niqe.png",
-        "figure.png")
+        "rd_lpips.png", "rd_fid.png", "rd_kid.png", "figure.png")
 
 
 def main() -> int:

@@ -1,17 +1,16 @@
 r"""Writes a stand-in for the LPIPS weights: AlexNet with random features, for one ablation.
 
-The bundled stage 2 trains without the perceptual term (k_P = 0: no LPIPS weights on this
-machine), and its GAN lays a regular grid over the reconstructions (README, "The bundled
-small models"). Random convolutional features also measure fine structure, so training with
-k_P = 1 on them asks whether a perceptual term of this kind keeps the GAN from that grid.
-This is not LPIPS: the distances it gives are not LPIPS values and are never reported as
-such. The file goes where `load_lpips` looks in the given cache directory, so training reads
-it with `--cache_dir=DIR --offline`:
+The bundled stage 2 trains without the perceptual term (k_P = 0), and its GAN lays a regular
+grid over the reconstructions (README, "The bundled small models"). Random convolutional
+features also measure fine structure, so training with k_P = 1 on them asks whether a
+perceptual term of this kind keeps the GAN from that grid. This is not LPIPS: the distances
+it gives are not LPIPS values and are never reported as such. Training reads the file with
+`--lpips_stand_in=FILE` instead of the real LPIPS weights:
 
-    .venv/bin/python benchmarks/random_feature_lpips.py --cache_dir=$HOME/runs/exp/rlpips-cache
+    .venv/bin/python benchmarks/random_feature_lpips.py --output=$HOME/runs/exp/rlpips.npz
     hific-tf train --preset=small-hific --init_from=mselpips-tiny --crop_size=256 \
         --target_rate=0.19 --num_steps=1000 --learning_rate_decay_step=750 \
-        --k_p=1 --cache_dir=$HOME/runs/exp/rlpips-cache --offline --beta=0.15 \
+        --k_p=1 --lpips_stand_in=$HOME/runs/exp/rlpips.npz --beta=0.15 \
         --run_dir=$HOME/runs/s2-256-rl-b0.15 ...   # and --beta=0, s2-256-rl-b0
 """
 
@@ -19,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -43,15 +43,12 @@ def random_weights(seed: int, head: float) -> dict[str, np.ndarray]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cache_dir", required=True,
-                        help="a cache directory of its own (never the real LPIPS cache)")
+    parser.add_argument("--output", required=True, help="the .npz file to write")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--head", type=float, default=1.0,
                         help="weight of every channel in the linear heads")
     arguments = parser.parse_args()
-    from hific_tf.perceptual import lpips
-
-    path = lpips.converted_weights_path(arguments.cache_dir)
+    path = Path(arguments.output)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, **random_weights(arguments.seed, arguments.head))
     print(f"random-feature stand-in written to {path}")

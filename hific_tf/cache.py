@@ -1,4 +1,6 @@
-"""One cache for everything downloaded: LPIPS and Inception weights, published models.
+"""One cache for everything downloaded: the published models' files.
+
+(LPIPS and the FID Inception come from installed packages instead: hific_tf/perceptual.)
 
 A resource has a file name, a URL and, where known, a SHA-256. `fetch` returns the cached
 file, downloading it unless offline; offline, a missing file is an error that names the
@@ -32,7 +34,7 @@ class MissingResourceError(UserError):
 class Resource:
     """A file the project can download: where from, what it is, how to check it."""
 
-    name: str  # path inside the cache directory, e.g. "lpips/net-lin_alex_v0.1.pb"
+    name: str  # path inside the cache directory, e.g. "published/hific-lo.metagraph"
     url: str
     description: str
     sha256: str | None = None

@@ -2,13 +2,15 @@
 
 Codecs are this project's models (a Codec from a checkpoint or SavedModel) and the classic
 codecs at target rates. Per image: bpp from the real bitstream, PSNR, MS-SSIM, LPIPS, NIQE;
-per codec and rate: their means plus FID and KID over the pooled FID/256 patches.
+per codec and rate: their means plus FID and KID over the pooled FID/256 patches (LPIPS and
+the FID Inception are the real networks of hific_tf.perceptual; docs/metrics.md).
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -74,6 +76,33 @@ class Measures:
     inception: Callable[[np.ndarray], np.ndarray] | None = None
     niqe: Callable[[np.ndarray], float] | None = None
     skipped: dict[str, str] = dataclasses.field(default_factory=dict)  # metric → how to enable
+    # Inception features by the SHA-1 of the patches they were computed from: the originals'
+    # patches are the same for every codec and rate, so they run through Inception once.
+    _features: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, repr=False)
+
+    def features(self, patches: np.ndarray) -> np.ndarray:
+        """Inception pool_3 features [N, 2048] of uint8 patches [N, H, W, 3], memoised."""
+        key = hashlib.sha1(np.ascontiguousarray(patches).data).hexdigest() + str(patches.shape)
+        if key not in self._features:
+            self._features[key] = self.inception(patches)
+        return self._features[key]
+
+
+def set_metrics(real_patches: np.ndarray, fake_patches: np.ndarray,
+                measures: Measures) -> dict[str, float | int | None]:
+    """FID and KID (with KID's standard error) between two sets of FID/256 patches, and how
+    many patches per set they rest on. FID needs two patches per set; KID four (two blocks
+    of at least two, for its unbiased estimate and its standard error); None below that."""
+    scores = {"fid": None, "kid": None, "kid_std": None, "patches": len(real_patches)}
+    if len(real_patches) < 2:
+        return scores
+    real_features = measures.features(real_patches)
+    fake_features = measures.features(fake_patches)
+    scores["fid"] = float(metrics.fid_from_features(real_features, fake_features))
+    if len(real_patches) >= 4:
+        kid, kid_std = metrics.kid_from_features(real_features, fake_features)
+        scores.update(kid=float(kid), kid_std=float(kid_std))
+    return scores
 
 
 def lpips_distance(network: Callable) -> Callable[[np.ndarray, np.ndarray], float]:
@@ -136,17 +165,10 @@ def evaluate(images: dict[str, np.ndarray], entries: Sequence[Entry], measures: 
 
 
 def _set_metrics(real: list[np.ndarray], fake: list[np.ndarray],
-                 measures: Measures) -> dict[str, float | None]:
+                 measures: Measures) -> dict[str, float | int | None]:
     if not measures.inception or not real:
-        return {"fid": None, "kid": None, "patches": 0}
-    real_patches, fake_patches = np.concatenate(real), np.concatenate(fake)
-    if len(real_patches) < 2:
-        return {"fid": None, "kid": None, "patches": len(real_patches)}
-    real_features = measures.inception(real_patches)
-    fake_features = measures.inception(fake_patches)
-    kid, _ = metrics.kid_from_features(real_features, fake_features)
-    return {"fid": float(metrics.fid_from_features(real_features, fake_features)),
-            "kid": float(kid), "patches": len(real_patches)}
+        return {"fid": None, "kid": None, "kid_std": None, "patches": 0}
+    return set_metrics(np.concatenate(real), np.concatenate(fake), measures)
 
 
 def write_csv(rows: list[dict], path: Path) -> None:

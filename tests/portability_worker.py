@@ -1,10 +1,11 @@
 """One numeric configuration of a process, coding or decoding a set of files for
-tests/test_portability.py: run as `python tests/portability_worker.py JOB.json`.
+tests/test_portability.py and benchmarks/portability_full_size.py: run as
+`python tests/portability_worker.py JOB.json`.
 
-The job names the model (a bundled name or a SavedModel directory), the intra-op thread count
-and the steps: `encode` (photos → .hfc files) and `decode` (.hfc files → PNG images and, with
-the library, y_hat as .npy). TF_ENABLE_ONEDNN_OPTS is set by the caller's environment, since
-TensorFlow reads it at import.
+The job names the model (a bundled name, a checkpoint or a SavedModel directory), the
+intra-op thread count and the steps: `encode` (photos → .hfc files) and `decode` (.hfc files →
+PNG images and, except with a SavedModel, y_hat as .npy). TF_ENABLE_ONEDNN_OPTS is set by the
+caller's environment, since TensorFlow reads it at import.
 """
 
 from __future__ import annotations
@@ -21,15 +22,17 @@ def main(job_path: str) -> None:
     job = json.loads(Path(job_path).read_text())
     tf.config.threading.set_intra_op_parallelism_threads(job["threads"])
     tf.config.threading.set_inter_op_parallelism_threads(job["threads"])
-    from hific_tf import zoo
-    from hific_tf.codec import Codec, load_codec
+    from hific_tf import checkpoints, zoo
+    from hific_tf.codec import Codec, is_saved_model, load_codec
     from hific_tf.images import read_image, write_png
 
     if job["model"] in zoo.bundled_names():
         model = zoo.load_bundled(job["model"])
-        codec = Codec(model, job["model"])
+    elif not is_saved_model(job["model"]):
+        model = checkpoints.load_for_coding(job["model"])
     else:
-        model, codec = None, load_codec(job["model"])
+        model = None
+    codec = load_codec(job["model"]) if model is None else Codec(model, job["model"])
     for source, target in job.get("encode", []):
         Path(target).mkdir(parents=True, exist_ok=True)
         for photo in sorted(Path(source).glob("*.png")):

