@@ -68,16 +68,21 @@ def load_for_coding(directory: str | Path) -> HiFiC:
     if tables is not None:
         return model.prepare_for_coding(tables)
     model.prepare_for_coding()
-    arrays = {"checkpoint": np.frombuffer(Path(prefix).name.encode(), np.uint8),
-              **model.coding_tables.arrays()}
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
     try:
-        write_atomic(path, buffer.getvalue(), overwrite=True)
+        store_tables(directory, prefix, model.coding_tables)
     except OSError as error:
         logging.warning("could not store the coding tables in %s (%s): another machine may "
                         "compute different ones", path, error)
     return model
+
+
+def store_tables(directory: str | Path, prefix: str, tables: CodingTables) -> None:
+    """Stores `tables` beside the checkpoint `prefix` of `directory` (OSError if it cannot)."""
+    arrays = {"checkpoint": np.frombuffer(Path(prefix).name.encode(), np.uint8),
+              **tables.arrays()}
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    write_atomic(Path(directory) / TABLES_FILE, buffer.getvalue(), overwrite=True)
 
 
 def _read_tables(path: Path, checkpoint: str) -> CodingTables | None:

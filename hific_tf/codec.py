@@ -58,7 +58,8 @@ def is_saved_model(path: str | Path) -> bool:
 def load_codec(model: str | Path, published_dir: str | Path | None = None) -> Codec:
     """Opens a model as a codec: a bundled model's name, a published model's name
     (hific-lo/-mi/-hi, which write .tfci files; looked up in `published_dir`, else as
-    `hific_tf.published.metagraph_path` says), a SavedModel or a checkpoint directory."""
+    `hific_tf.published.metagraph_path` says), a SavedModel or a checkpoint directory (one
+    converted from a published model writes .tfci files too)."""
     from hific_tf import published, zoo
 
     if str(model) in published.MODEL_NAMES:
@@ -69,6 +70,8 @@ def load_codec(model: str | Path, published_dir: str | Path | None = None) -> Co
     if not path.exists():
         raise UserError(f"model {model} does not exist; pass a bundled model name, a "
                         "checkpoint directory or an exported SavedModel directory")
+    if published.writes_tfci(path):
+        return published.load_converted(path)
     if is_saved_model(path):
         import tensorflow_compression  # noqa: F401  Registers the range-coding ops.
 

@@ -66,8 +66,9 @@ class ModelConfig:
 
     @property
     def pad_multiple(self) -> int:
-        """Image sides are padded to a multiple of this so that z (H/64) is whole."""
-        return self.latent_stride * 4
+        """Image sides are padded to a multiple of this (16, as the authors' coder does) so
+        that y is exactly H/16 x W/16; z is ceil(y / 4), and h_s's outputs are cropped."""
+        return self.latent_stride
 
     def same_networks(self, other: ModelConfig) -> bool:
         """True if `other` has the same networks, however it evaluates h_s when coding."""

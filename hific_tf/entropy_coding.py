@@ -33,6 +33,8 @@ import tensorflow as tf
 import tensorflow_compression as tfc
 from tensorflow_compression.python.ops import gen_ops
 
+from hific_tf.layers import ZeroPaddedConv2D, ZeroPaddedConv2DTranspose, explicit_padding
+
 # The authors' range-coder precision (tensorflow-compression 1.3, precision 16).
 RANGE_CODER_PRECISION = 16
 # Integer h_s: weights per output channel in [-WEIGHT_LEVELS, WEIGHT_LEVELS] and activations in
@@ -137,10 +139,13 @@ class _Geometry(NamedTuple):
 
     transposed: bool
     strides: tuple[int, int]
-    padding: str
+    padding: str | list[list[int]]
 
 
 def _geometry(layer: tf.keras.layers.Layer) -> _Geometry:
+    if isinstance(layer, ZeroPaddedConv2D | ZeroPaddedConv2DTranspose):
+        return _Geometry(isinstance(layer, ZeroPaddedConv2DTranspose), tuple(layer.strides),
+                         explicit_padding(layer.kernel_size))
     supported = (tf.keras.layers.Conv2D, tf.keras.layers.Conv2DTranspose)
     if type(layer) not in supported or layer.padding != "same":
         raise ValueError(f"integer h_s does not support the layer {layer.name} "

@@ -2,6 +2,9 @@
 
 z = h_a(y) is coded with a factorized prior; y is coded with a mean-scale Gaussian
 conditional whose means and scales come from two separate h_s nets applied to z_hat.
+h_a and h_s pad as the authors' tensorflow-compression 1.x layers do (explicit zero padding
+(k//2, (k-1)//2), see hific_tf.layers.zero_padding), so z is ceil(y / 4) on each side and
+h_s's outputs, 4 * ceil(y / 4), are cropped to y's size.
 """
 
 from __future__ import annotations
@@ -22,7 +25,20 @@ from hific_tf.entropy_coding import (
     build_tables,
     table_index,
 )
-from hific_tf.layers import conv, conv_transpose
+from hific_tf.layers import ZeroPaddedConv2D, ZeroPaddedConv2DTranspose
+
+# z is y downsampled twice by stride-2 convolutions with explicit padding: ceil(y / 4).
+Z_STRIDE = 4
+
+
+def z_shape(y_shape: tf.Tensor) -> tf.Tensor:
+    """z's [height, width] for y's [height, width]."""
+    return (y_shape + Z_STRIDE - 1) // Z_STRIDE
+
+
+def crop(tensor: tf.Tensor, y_shape: tf.Tensor) -> tf.Tensor:
+    """h_s's output cropped to y's [height, width]."""
+    return tensor[:, :y_shape[0], :y_shape[1]]
 
 
 class TrainingOutputs(NamedTuple):
@@ -56,15 +72,15 @@ class Hyperprior(tf.keras.layers.Layer):
         super().__init__(name=name)
         width = config.hyper_channels
         self.analysis = tf.keras.Sequential(
-            [conv(width, 3, activation="relu"),
-             conv(width, 5, strides=2, activation="relu"),
-             conv(width, 5, strides=2)], name="h_a")
+            [ZeroPaddedConv2D(width, 3, activation="relu"),
+             ZeroPaddedConv2D(width, 5, strides=2, activation="relu"),
+             ZeroPaddedConv2D(width, 5, strides=2)], name="h_a")
 
         def synthesis(name: str) -> tf.keras.Sequential:
             return tf.keras.Sequential(
-                [conv_transpose(width, 5, activation="relu"),
-                 conv_transpose(width, 5, activation="relu"),
-                 conv(config.latent_channels, 3)], name=name)
+                [ZeroPaddedConv2DTranspose(width, 5, activation="relu"),
+                 ZeroPaddedConv2DTranspose(width, 5, activation="relu"),
+                 ZeroPaddedConv2D(config.latent_channels, 3)], name=name)
 
         self.synthesis_mean = synthesis("h_s_mean")
         self.synthesis_scale = synthesis("h_s_scale")
@@ -101,15 +117,18 @@ class Hyperprior(tf.keras.layers.Layer):
         log_scale = tf.math.log(tf.maximum(scale, math.exp(self._log_scale_min)))
         return (log_scale - self._log_scale_min) / self._log_scale_step
 
-    def _mean_and_index(self, z_hat: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        return (self.synthesis_mean(z_hat),
-                self._scale_index(self.synthesis_scale(z_hat)))
+    def _mean_and_index(self, z_hat: tf.Tensor, y_shape: tf.Tensor
+                        ) -> tuple[tf.Tensor, tf.Tensor]:
+        """y's means and fractional scale indexes from z_hat, cropped to y's [height, width]
+        `y_shape`."""
+        return (crop(self.synthesis_mean(z_hat), y_shape),
+                self._scale_index(crop(self.synthesis_scale(z_hat), y_shape)))
 
     def call(self, y: tf.Tensor, training: bool = True) -> TrainingOutputs:
         """Training-mode pass: noisy rates of y and z and the straight-through y_hat."""
         z = self.analysis(y)
         z_tilde, z_bits = self.z_model(z, training=training)
-        mean, index = self._mean_and_index(z_tilde)
+        mean, index = self._mean_and_index(z_tilde, tf.shape(y)[1:3])
         _, y_bits = self.y_model(y, index, loc=mean, training=training)
         y_hat = tfc.round_st(y - mean) + mean
         if training:
@@ -159,9 +178,11 @@ class Hyperprior(tf.keras.layers.Layer):
         if not self.prepared:
             raise RuntimeError("call prepare_for_coding() after loading weights, before coding")
 
-    def coding_parameters(self, z_hat: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        """y's means and int32 table indexes from z_hat, as encoder and decoder compute them,
-        and whether they are exact (always true in float mode, which promises nothing).
+    def coding_parameters(self, z_hat: tf.Tensor, y_shape: tf.Tensor
+                          ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """y's means and int32 table indexes from z_hat, cropped to y's [height, width]
+        `y_shape`, as encoder and decoder compute them, and whether they are exact (always
+        true in float mode, which promises nothing).
 
         In integer mode both come from exact integer arithmetic (see entropy_coding), so every
         machine derives the same values from the same z_hat.
@@ -169,19 +190,20 @@ class Hyperprior(tf.keras.layers.Layer):
         self._check_prepared()
         thresholds = self.coder.scale_thresholds
         if self._integer_mean is None:
-            return (self.synthesis_mean(z_hat),
-                    table_index(self.synthesis_scale(z_hat), thresholds), tf.constant(True))
+            return (crop(self.synthesis_mean(z_hat), y_shape),
+                    table_index(crop(self.synthesis_scale(z_hat), y_shape), thresholds),
+                    tf.constant(True))
         mean_accumulator, mean_exact = self._integer_mean.accumulate(z_hat)
         scale_accumulator, scale_exact = self._integer_scale.accumulate(z_hat)
-        return (self._integer_mean.outputs(mean_accumulator),
-                table_index(scale_accumulator, thresholds),
+        return (self._integer_mean.outputs(crop(mean_accumulator, y_shape)),
+                table_index(crop(scale_accumulator, y_shape), thresholds),
                 tf.logical_and(mean_exact, scale_exact))
 
     def compress(self, y: tf.Tensor) -> Coded:
         """Codes a batch of latents; returns strings and the quantised latents."""
         z = self.analysis(y)
         z_strings, z_hat = self.coder.encode_z(z)
-        mean, index, exact = self.coding_parameters(z_hat)
+        mean, index, exact = self.coding_parameters(z_hat, tf.shape(y)[1:3])
         exact = bitstream.check(
             exact, "the image's hyper-latent is too large for exact integer arithmetic in h_s, "
             "so its file would not decode the same everywhere")
@@ -191,14 +213,14 @@ class Hyperprior(tf.keras.layers.Layer):
         return Coded(z_strings=z_strings, y_strings=y_strings, z_hat=z_hat, y_hat=y_hat)
 
     def decompress(self, z_strings: tf.Tensor, y_strings: tf.Tensor,
-                   z_shape: tf.Tensor) -> tf.Tensor:
-        """Recovers y_hat from the strings; `z_shape` is z's [height, width]. A string the
-        range decoder cannot read to its end fails a check (bitstream.check_message)."""
+                   y_shape: tf.Tensor) -> tf.Tensor:
+        """Recovers y_hat from the strings; `y_shape` is y's [height, width] (int32). A string
+        the range decoder cannot read to its end fails a check (bitstream.check_message)."""
         self._check_prepared()
-        z_hat, z_sane = self.coder.decode_z(z_strings, z_shape)
+        z_hat, z_sane = self.coder.decode_z(z_strings, z_shape(y_shape))
         # A damaged z string stops here, before y (16 times as many symbols) is decoded.
         with tf.control_dependencies([_check_sane(z_sane)]):
-            mean, index, _ = self.coding_parameters(z_hat)
+            mean, index, _ = self.coding_parameters(z_hat, y_shape)
         y_hat, y_sane = self.coder.decode_y(y_strings, mean, index)
         with tf.control_dependencies([_check_sane(y_sane)]):
             return tf.identity(y_hat)
@@ -212,6 +234,6 @@ class Hyperprior(tf.keras.layers.Layer):
         z = self.analysis(y)
         _, z_bits = self.z_model(z, training=False)
         _, z_hat = self.coder.encode_z(z)
-        mean, index, _ = self.coding_parameters(z_hat)
+        mean, index, _ = self.coding_parameters(z_hat, tf.shape(y)[1:3])
         _, y_bits = self.y_model(y, tf.cast(index, tf.float32), loc=mean, training=False)
         return y_bits, z_bits

@@ -52,6 +52,67 @@ def conv_transpose(filters: int, kernel_size: int, strides: int = 2,
                                            padding="same", activation=activation, name=name)
 
 
+def zero_padding(kernel_size: int) -> tuple[int, int]:
+    """The authors' "same_zeros" padding of one spatial side (before, after): (k//2, (k-1)//2).
+
+    tensorflow-compression 1.x pads this explicitly in the hyperprior's convolutions; Keras
+    "same" instead centres the window by the output size, which for a 5x5 stride-2 layer on
+    an even size pads (1, 2) and shifts every output by one input pixel.
+    """
+    return kernel_size // 2, (kernel_size - 1) // 2
+
+
+def explicit_padding(kernel_size: tuple[int, int]) -> list[list[int]]:
+    """The padding argument of tf.nn.conv2d(_transpose) for `zero_padding` (NHWC)."""
+    return [[0, 0], list(zero_padding(kernel_size[0])), list(zero_padding(kernel_size[1])),
+            [0, 0]]
+
+
+class ZeroPaddedConv2D(tf.keras.layers.Conv2D):
+    """A convolution with the authors' explicit zero padding (see `zero_padding`).
+
+    Its output size is Keras "same"'s (ceil(n / stride)) for the odd kernels used here; only
+    the alignment of the window differs. Weights are laid out as in tf.keras Conv2D.
+    """
+
+    def __init__(self, filters: int, kernel_size: int, strides: int = 1,
+                 activation: str | None = None, **kwargs) -> None:
+        kwargs.pop("padding", None)
+        super().__init__(filters, kernel_size, strides=strides, padding="same",
+                         activation=activation, **kwargs)
+
+    def convolution_op(self, inputs: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
+        return tf.nn.conv2d(inputs, kernel, strides=self.strides,
+                            padding=explicit_padding(self.kernel_size))
+
+
+class ZeroPaddedConv2DTranspose(tf.keras.layers.Conv2DTranspose):
+    """A transposed convolution that multiplies each side by its stride, with the authors'
+    explicit zero padding of the equivalent forward convolution (see `zero_padding`).
+
+    This is tensorflow-compression 1.x's upsampling SignalConv2D ("same_zeros", corr=False,
+    extra_pad_end): Conv2DBackpropInput with explicit padding and output size n * stride.
+    The kernel is [k, k, filters, input channels], as in tf.keras Conv2DTranspose.
+    """
+
+    def __init__(self, filters: int, kernel_size: int, strides: int = 2,
+                 activation: str | None = None, **kwargs) -> None:
+        kwargs.pop("padding", None)
+        super().__init__(filters, kernel_size, strides=strides, padding="same",
+                         activation=activation, **kwargs)
+
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        shape = tf.shape(inputs)
+        output_shape = tf.stack([shape[0], shape[1] * self.strides[0],
+                                 shape[2] * self.strides[1], self.filters])
+        outputs = tf.nn.conv2d_transpose(inputs, self.kernel, output_shape, self.strides,
+                                         padding=explicit_padding(self.kernel_size))
+        outputs.set_shape(self.compute_output_shape(inputs.shape))
+        if self.use_bias:
+            outputs = tf.nn.bias_add(outputs, self.bias)
+        return outputs if self.activation is None else self.activation(outputs)
+
+
 class ResidualBlock(tf.keras.layers.Layer):
     """conv 3x3 → Norm → ReLU → conv 3x3 → Norm, plus the identity."""
 

@@ -33,7 +33,7 @@ class ForwardOutputs(NamedTuple):
 class Latent(NamedTuple):
     """The decoder-side quantised latent of one image and the image's size."""
 
-    y_hat: tf.Tensor  # [1, H'/16, W'/16, C_y], H' and W' padded to a multiple of 64
+    y_hat: tf.Tensor  # [1, H'/16, W'/16, C_y], H' and W' padded to a multiple of 16
     height: tf.Tensor
     width: tf.Tensor
 
@@ -80,7 +80,7 @@ class HiFiC(tf.keras.Model):
         return self
 
     def call(self, images: tf.Tensor, training: bool = True) -> ForwardOutputs:
-        """Training-mode pass over a batch in [0, 1] whose sides are multiples of 64."""
+        """Training-mode pass over a batch in [0, 1] whose sides are multiples of 16."""
         y = self.encoder(images)
         latent = self.hyperprior(y, training=training)
         reconstruction = self.generator(latent.y_hat)
@@ -160,11 +160,11 @@ class HiFiC(tf.keras.Model):
         """Validates a file and decodes its quantised latent y_hat."""
         self._check_prepared()
         parsed = bitstream.unpack(data, self.model_id)
-        z_stride = self.config.pad_multiple
-        z_shape = tf.cast(tf.stack([(parsed.height + z_stride - 1) // z_stride,
-                                    (parsed.width + z_stride - 1) // z_stride]), tf.int32)
+        stride = self.config.latent_stride
+        y_shape = tf.cast(tf.stack([(parsed.height + stride - 1) // stride,
+                                    (parsed.width + stride - 1) // stride]), tf.int32)
         y_hat = self.hyperprior.decompress(
-            parsed.z_string[tf.newaxis], parsed.y_string[tf.newaxis], z_shape)
+            parsed.z_string[tf.newaxis], parsed.y_string[tf.newaxis], y_shape)
         return Latent(y_hat=y_hat, height=parsed.height, width=parsed.width)
 
     def synthesize(self, latent: Latent) -> tf.Tensor:

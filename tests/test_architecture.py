@@ -7,7 +7,12 @@ import pytest
 import tensorflow as tf
 
 from hific_tf.configs import ModelConfig, TrainingRecipe, model_preset
-from hific_tf.layers import ChannelNorm, SpectralNormConv2D
+from hific_tf.layers import (
+    ChannelNorm,
+    SpectralNormConv2D,
+    ZeroPaddedConv2D,
+    ZeroPaddedConv2DTranspose,
+)
 from hific_tf.model import HiFiC, reflect_pad
 from hific_tf.networks import Discriminator, random_roll
 
@@ -193,6 +198,89 @@ def test_spectral_norm_divides_by_the_largest_singular_value(rng):
     np.testing.assert_allclose(layer(images).numpy(), expected, rtol=1e-4, atol=1e-5)
 
 
+def numpy_correlation(x: np.ndarray, kernel: np.ndarray, stride: int) -> np.ndarray:
+    """Reference: zero-pad (k//2, (k-1)//2) on each side, then a strided correlation."""
+    size = kernel.shape[0]
+    before, after = size // 2, (size - 1) // 2
+    padded = np.pad(x, ((before, after), (before, after), (0, 0)))
+    rows = (padded.shape[0] - size) // stride + 1
+    columns = (padded.shape[1] - size) // stride + 1
+    out = np.zeros((rows, columns, kernel.shape[3]))
+    for i in range(rows):
+        for j in range(columns):
+            window = padded[i * stride:i * stride + size, j * stride:j * stride + size]
+            out[i, j] = np.tensordot(window, kernel, axes=3)
+    return out
+
+
+def numpy_transposed(x: np.ndarray, kernel: np.ndarray, stride: int) -> np.ndarray:
+    """Reference: the adjoint of `numpy_correlation` onto stride * n outputs, scattering
+    x[n] * w[t] to output n * stride + t - k//2 (kernel [k, k, out, in])."""
+    size = kernel.shape[0]
+    before = size // 2
+    out = np.zeros((x.shape[0] * stride, x.shape[1] * stride, kernel.shape[2]))
+    for i in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            for a in range(size):
+                for b in range(size):
+                    row, column = i * stride + a - before, j * stride + b - before
+                    if 0 <= row < out.shape[0] and 0 <= column < out.shape[1]:
+                        out[row, column] += kernel[a, b] @ x[i, j]
+    return out
+
+
+@pytest.mark.parametrize("size, stride, height, width", [
+    (3, 1, 5, 6), (5, 2, 6, 8), (5, 2, 7, 5), (3, 2, 4, 7)])
+def test_zero_padded_convolutions_match_a_numpy_reference(size, stride, height, width, rng):
+    x = rng.normal(size=(height, width, 3))
+    layer = ZeroPaddedConv2D(4, size, strides=stride)
+    got = layer(tf.constant(x[np.newaxis], tf.float32)).numpy()[0]
+    expected = numpy_correlation(x, layer.kernel.numpy(), stride) + layer.bias.numpy()
+    assert got.shape == (-(-height // stride), -(-width // stride), 4)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    if stride == 2:
+        transposed = ZeroPaddedConv2DTranspose(4, size, strides=stride)
+        got = transposed(tf.constant(x[np.newaxis], tf.float32)).numpy()[0]
+        expected = numpy_transposed(x, transposed.kernel.numpy(), stride)
+        np.testing.assert_allclose(got, expected + transposed.bias.numpy(), atol=1e-5)
+
+
+def test_hyperprior_layers_align_as_the_authors_do_not_as_keras_same():
+    """A centred delta kernel shows the alignment: the authors' 5x5 stride-2 layer samples
+    rows 0, 2, 4, ... of an even-sized input (Keras "same" samples 1, 3, 5, ...), and their
+    transposed layer writes input n to output 2n (Keras "same": 2n + 1)."""
+    delta = np.zeros((5, 5, 1, 1), np.float32)
+    delta[2, 2] = 1.0
+    x = tf.reshape(tf.range(64, dtype=tf.float32), [1, 8, 8, 1])
+    down = ZeroPaddedConv2D(1, 5, strides=2, use_bias=False)
+    down.build(x.shape)
+    down.kernel.assign(delta)
+    np.testing.assert_array_equal(down(x).numpy()[0, :, :, 0], x.numpy()[0, ::2, ::2, 0])
+    keras = tf.keras.layers.Conv2D(1, 5, strides=2, padding="same", use_bias=False)
+    keras.build(x.shape)
+    keras.kernel.assign(delta)
+    np.testing.assert_array_equal(keras(x).numpy()[0, :, :, 0], x.numpy()[0, 1::2, 1::2, 0])
+    up = ZeroPaddedConv2DTranspose(1, 5, strides=2, use_bias=False)
+    small = x[:, :4, :4]
+    up.build(small.shape)
+    up.kernel.assign(delta)
+    upsampled = up(small).numpy()[0, :, :, 0]
+    np.testing.assert_array_equal(upsampled[::2, ::2], small.numpy()[0, :, :, 0])
+    assert np.count_nonzero(upsampled) == np.count_nonzero(small)
+
+
+def test_coding_pads_to_16_and_crops_h_s_to_y(tiny_model):
+    """100 x 74 pads to 112 x 80: y 7 x 5, z 2 x 2, h_s's 8 x 8 cropped to 7 x 5."""
+    assert tiny_model.config.pad_multiple == 16
+    image = tf.constant(np.random.default_rng(0).integers(0, 256, (100, 74, 3)), tf.uint8)
+    coded, _, _ = tiny_model.encode(image)
+    assert coded.y_hat.shape[1:3] == (7, 5) and coded.z_hat.shape[1:3] == (2, 2)
+    outputs = tiny_model(tf.zeros([1, 112, 80, 3]), training=True)
+    assert outputs.y_hat.shape[1:3] == (7, 5)
+    decoded = tiny_model.decompress(tiny_model.compress(image))
+    assert decoded.shape == (100, 74, 3)
+
+
 @pytest.mark.parametrize("height,width", [(1, 1), (3, 70), (64, 64), (65, 130), (100, 37)])
 def test_reflect_padding(height, width, rng):
     image = rng.integers(0, 255, size=(height, width, 2)).astype(np.float32)
@@ -260,3 +348,11 @@ def test_discriminator_shift_is_off_by_default_and_rolls_image_with_condition(mo
     assert rolled == [(3 + config.discriminator_condition_channels, 5)]
     with pytest.raises(ValueError, match="discriminator_shift must be 0 or more"):
         TrainingRecipe(discriminator_shift=-1)
+
+
+def test_same_networks_ignores_only_how_coding_evaluates_h_s():
+    config = model_preset("tiny")
+    float_coding = ModelConfig.from_json(config.to_json().replace(
+        '"hyper_synthesis": "integer"', '"hyper_synthesis": "float"'))
+    assert float_coding != config and config.same_networks(float_coding)
+    assert not config.same_networks(model_preset("small"))

@@ -207,7 +207,8 @@ def test_demo_without_bundled_models_says_how_to_get_them(tmp_path, photos, monk
 
 @pytest.mark.slow
 def test_published_dir_is_offered_only_by_commands_that_read_it():
-    for command, reads_it in (("compress", True), ("train", True), ("demo", False),
+    for command, reads_it in (("compress", True), ("train", True), ("convert", True),
+                              ("demo", False),
                               ("export", False), ("bundle", False)):
         result = run_cli(command, "--helpfull")  # every flag the command accepts, by module
         assert f"hific_tf.cli.{command}:" in result.stdout, result.stderr[-2000:]

@@ -47,14 +47,15 @@ def numpy_integer_synthesis(network: tf.keras.Sequential, z_hat: np.ndarray) -> 
         kernel_int = kernel_int.astype(np.int64)
         size, stride = kernel.shape[0], layer.strides[0]
         height, width, _ = values.shape
-        if transposed:  # [k, k, out, in]; the adjoint of a "same" stride-s convolution
+        if transposed:  # [k, k, out, in]; the adjoint of a stride-s convolution zero-padded
+            # (k//2, (k-1)//2), as the authors' h_s is
             full = np.zeros(((height - 1) * stride + size, (width - 1) * stride + size,
                              kernel.shape[2]), np.int64)
             for i in range(height):
                 for j in range(width):
                     full[i * stride:i * stride + size, j * stride:j * stride + size] += (
                         kernel_int @ values[i, j])
-            before = (size - stride) // 2
+            before = size // 2
             out = full[before:before + height * stride, before:before + width * stride]
         else:  # [k, k, in, out], stride 1, "same"
             padded = np.pad(values, ((size // 2, size // 2), (size // 2, size // 2), (0, 0)))
@@ -85,7 +86,7 @@ def test_integer_means_and_indexes_stay_close_to_the_float_network(tiny_model, r
     image = rng.integers(0, 256, (128, 128, 3), dtype=np.uint8)
     z_hat = z_hat_of(tiny_model, image)
     hyperprior = tiny_model.hyperprior
-    mean, index, _ = hyperprior.coding_parameters(z_hat)
+    mean, index, _ = hyperprior.coding_parameters(z_hat, tf.shape(z_hat)[1:3] * 4)  # 8 x 8
     float_mean = hyperprior.synthesis_mean(z_hat)
     assert float(tf.reduce_max(tf.abs(mean - float_mean))) < 1e-3
     float_index = entropy_coding.table_index(

@@ -1,14 +1,13 @@
 """Published models and .tfci files, on a stand-in graph with the published signature layout.
 
 The real hific-lo/-mi/-hi metagraphs are not available here, so the tests build one of the
-same kind from this project's architecture at the tiny width (tests/hific_stand_in.py):
-constants only, tensorflow-compression's range-coding ops, signatures "sender" and
-"receiver" whose keys sort in another order than they are created in.
+same kind with the authors' structure at the tiny width (tests/hific_stand_in.py): constants
+only, tensorflow-compression's range-coding ops in v1 while loops, signatures "sender" and
+"receiver" with the keys channel:0..4.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -20,19 +19,17 @@ from hific_tf.bitstream import FormatError
 from hific_tf.cache import MissingResourceError
 from hific_tf.configs import model_preset
 from hific_tf.errors import UserError
-from hific_tf.model import HiFiC
+from hific_tf.model import HiFiC, reflect_pad
 
-from hific_stand_in import build_stand_in, randomise
+from hific_stand_in import build_stand_in, randomise, z_coding
 
 NAME = "hific-lo"
 
 
 @pytest.fixture(scope="module")
 def source_model() -> HiFiC:
-    """The Keras model whose weights the stand-in freezes, with h_s in float as the authors'
-    graphs compute it."""
-    config = dataclasses.replace(model_preset("tiny"), hyper_synthesis="float")
-    return randomise(HiFiC(config).build_weights()).prepare_for_coding()
+    """The Keras model whose weights the stand-in freezes."""
+    return randomise(HiFiC(model_preset("tiny")).build_weights())
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +38,18 @@ def stand_in(source_model: HiFiC) -> tf.compat.v1.MetaGraphDef:
 
 
 def expected_reconstruction(source_model: HiFiC, image: np.ndarray) -> np.ndarray:
-    """The source model's own decode of `image` (its own file format and coder)."""
-    return source_model.decompress(source_model.compress(tf.constant(image))).numpy()
+    """What the stand-in must reconstruct, from the source model's Keras layers without a
+    coder (coding is lossless): pad to 16, z and y quantised as the spec says, G cropped."""
+    medians = z_coding(source_model)[2]
+    hyperprior = source_model.hyperprior
+    x = reflect_pad(tf.constant(image, tf.float32) / 255.0, 16)[tf.newaxis]
+    y = source_model.encoder(x)
+    z = hyperprior.analysis(y)
+    z_hat = tf.floor(z + (0.5 - medians)) + medians
+    mean = hyperprior.synthesis_mean(z_hat)[:, :y.shape[1], :y.shape[2]]
+    y_hat = tf.floor(y - mean + 0.5) + mean
+    output = source_model.generator(y_hat)[0, :image.shape[0], :image.shape[1]]
+    return tf.saturate_cast(tf.round(tf.clip_by_value(output * 255.0, 0, 255)), tf.uint8).numpy()
 
 
 def assert_within_one_level(decoded: np.ndarray, expected: np.ndarray) -> None:
@@ -97,15 +104,17 @@ def test_tfci_layout_is_the_reference_clients(model: published.PublishedModel,
                                               image: np.ndarray) -> None:
     example = tf.train.Example.FromString(model.compress(image))
     features = example.features.feature
-    assert sorted(features) == ["\x01", "\x02", "\x03", "MD"]
+    assert sorted(features) == ["\x01", "\x02", "\x03", "\x04", "\x05", "MD"]
     assert list(features["MD"].bytes_list.value) == [NAME.encode("ascii")]
-    # Sorted sender keys: size, y, z (created as z, y, size).
-    assert features["\x01"].WhichOneof("kind") == "int64_list"
-    assert list(features["\x01"].int64_list.value) == [70, 100]
-    for key in ("\x02", "\x03"):
+    # Sorted sender keys channel:0..4: y strings, z strings, image, y and z shapes.
+    for key in ("\x01", "\x02"):
         assert features[key].WhichOneof("kind") == "bytes_list"
         assert len(features[key].bytes_list.value) == 1
         assert len(features[key].bytes_list.value[0]) > 0
+    # 70 x 100 pads to 80 x 112: y 5 x 7, z 2 x 2.
+    for key, shape in (("\x03", [70, 100]), ("\x04", [5, 7]), ("\x05", [2, 2])):
+        assert features[key].WhichOneof("kind") == "int64_list"
+        assert list(features[key].int64_list.value) == shape
 
 
 def test_write_and_read_tfci() -> None:
@@ -151,14 +160,14 @@ def test_files_of_another_model_or_format_are_refused(model: published.Published
         model.decompress(b"")
     with pytest.raises(FormatError, match="tensor 2 has 3 values"):
         model.decompress(published.write_tfci(NAME, [tensors[0], [b"a", b"b", b"c"],
-                                                     tensors[2]]))
+                                                     *tensors[2:]]))
 
 
 def test_corrupt_coded_data_is_refused(model: published.PublishedModel,
                                        image: np.ndarray) -> None:
     _, tensors = published.read_tfci(model.compress(image))
     with pytest.raises(FormatError, match="the model cannot decode it"):
-        model.decompress(published.write_tfci(NAME, [[-70, 100], tensors[1], tensors[2]]))
+        model.decompress(published.write_tfci(NAME, [*tensors[:4], [-2, 2]]))
 
 
 def test_loading_through_the_environment_and_the_cache(
@@ -205,17 +214,17 @@ def test_other_signature_layouts_are_refused(stand_in: tf.compat.v1.MetaGraphDef
     with pytest.raises(UserError, match="it has no 'receiver' signature"):
         published.PublishedModel(no_receiver, NAME)
     fewer_outputs = variant()
-    del fewer_outputs.signature_def["sender"].outputs["size"]
-    with pytest.raises(UserError, match="'sender' has 2 outputs but 'receiver' 3 inputs"):
+    del fewer_outputs.signature_def["sender"].outputs["channel:4"]
+    with pytest.raises(UserError, match="'sender' has 4 outputs but 'receiver' 5 inputs"):
         published.PublishedModel(fewer_outputs, NAME)
     float_image = variant()
-    float_image.signature_def["sender"].inputs["image"].dtype = tf.float32.as_datatype_enum
+    float_image.signature_def["sender"].inputs["input_image"].dtype = tf.float32.as_datatype_enum
     with pytest.raises(UserError, match="input is float32"):
         published.PublishedModel(float_image, NAME)
     swapped = variant()
     receiver_inputs = swapped.signature_def["receiver"].inputs
-    receiver_inputs["size"].dtype = tf.string.as_datatype_enum
-    with pytest.raises(UserError, match="tensor 1 is sent as int32 but received as string"):
+    receiver_inputs["channel:2"].dtype = tf.string.as_datatype_enum
+    with pytest.raises(UserError, match="tensor 3 is sent as int32 but received as string"):
         published.PublishedModel(swapped, NAME)
 
 

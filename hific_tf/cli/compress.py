@@ -23,7 +23,7 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace existing output file
 def main(argv: list[str]) -> int:
     from hific_tf import published
 
-    suffix = published.TFCI_SUFFIX if _MODEL.value in published.MODEL_NAMES else FILE_SUFFIX
+    suffix = published.TFCI_SUFFIX if published.writes_tfci(_MODEL.value) else FILE_SUFFIX
     pairs = common.pair_paths(argv[1:], _OUTPUT.value, common.IMAGE_INPUTS, suffix)
     from hific_tf.codec import load_codec  # TensorFlow loads only after the flags check.
 

@@ -14,6 +14,7 @@ COMMANDS = {
     "compress": "images → .hfc files",
     "decompress": ".hfc files → PNG images",
     "export": "checkpoint → SavedModel with compress/decompress signatures",
+    "convert": "published model (hific-lo/-mi/-hi) → checkpoint directory",
     "train": "train a model from a preset (two-stage HiFiC recipe)",
     "evaluate": "rate–distortion–perception report: models and classic codecs",
     "score": "decoded images vs their originals: PSNR, MS-SSIM, LPIPS, NIQE, FID, KID",

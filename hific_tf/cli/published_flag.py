@@ -1,5 +1,5 @@
 """--published_dir, declared only by the commands that can run a published model (compress,
-decompress, evaluate, train), so the others do not offer a flag they would ignore."""
+decompress, evaluate, train, convert), so the others do not offer a flag they would ignore."""
 
 from __future__ import annotations
 

@@ -139,7 +139,8 @@ def imported_model(recipe: TrainingRecipe) -> HiFiC | None:
 
     path = metagraph_path(_INIT_FROM_PUBLISHED.value, PUBLISHED_DIR.value,
                           _CACHE_DIR.value, _OFFLINE.value)
-    return import_published_file(path, model_preset(recipe.model), recipe.model)
+    model, _ = import_published_file(path, model_preset(recipe.model), recipe.model)
+    return model
 
 
 def main(argv: list[str]) -> int:
