@@ -276,6 +276,23 @@ def build_tables(z_prior: tfc.NoisyDeepFactorized, num_scales: int, scale_fn,
         scale_thresholds=scale_thresholds(table, latent_channels, integer_step))
 
 
+# Bits a range coder's output may fall short of the information content it codes (its
+# final flush); generous, so that no real file comes near the bound below.
+_CODER_SLACK_BITS = 64
+
+
+def least_bits_per_position(cdf: np.ndarray) -> float:
+    """The fewest bits one z position (all channels) can cost under the quantised CDFs: the sum
+    over channels of −log2 of each channel's most probable symbol, from the stored table."""
+    bits = 0.0
+    markers = np.flatnonzero(cdf < 0)
+    for marker, end in zip(markers, [*markers[1:], len(cdf)], strict=True):
+        precision = -int(cdf[marker])
+        largest = int(np.max(np.diff(cdf[marker + 1:end])))
+        bits += precision - float(np.log2(largest))
+    return bits
+
+
 class Coder(tf.Module):
     """The range coder over stored tables: z per channel, y per table index."""
 
@@ -291,6 +308,19 @@ class Coder(tf.Module):
         self.y_cdf = variable(tables.y_cdf, "y_cdf")
         self.y_cdf_offset = variable(tables.y_cdf_offset, "y_cdf_offset")
         self.scale_thresholds = variable(tables.scale_thresholds, "scale_thresholds")
+        # 1 % below the exact figure, so the bound's own rounding never matters.
+        self._z_position_bits = 0.99 * least_bits_per_position(tables.z.cdf)
+
+    def z_string_fits(self, length: tf.Tensor, shape: tf.Tensor) -> tf.Tensor:
+        """Whether a z string of `length` bytes can code a z of [H, W] `shape` at all.
+
+        A range coder spends at least the information content of what it codes, so a file
+        whose z string is far too short for its declared size is damaged or crafted: refusing
+        it bounds the work a decoder does per byte of file.
+        """
+        positions = tf.cast(tf.reduce_prod(shape), tf.float64)
+        available = 8.0 * tf.cast(length, tf.float64) + _CODER_SLACK_BITS
+        return positions * self._z_position_bits <= available
 
     def encode_z(self, z: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """[B, H, W, C] z → (one string per image, z_hat quantised around the medians)."""

@@ -28,6 +28,11 @@ def atomic_writer(path: str | Path) -> Iterator[BinaryIO]:
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
                                          suffix=".tmp")
     try:
+        # mkstemp creates the file readable by its owner only; outputs get the permissions
+        # any new file gets (0666 less the umask).
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
         with os.fdopen(handle, "wb") as stream:
             yield stream
             stream.flush()

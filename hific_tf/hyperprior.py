@@ -217,7 +217,11 @@ class Hyperprior(tf.keras.layers.Layer):
         """Recovers y_hat from the strings; `y_shape` is y's [height, width] (int32). A string
         the range decoder cannot read to its end fails a check (bitstream.check_message)."""
         self._check_prepared()
-        z_hat, z_sane = self.coder.decode_z(z_strings, z_shape(y_shape))
+        fits = bitstream.check(
+            self.coder.z_string_fits(tf.strings.length(z_strings[0]), z_shape(y_shape)),
+            "the file is corrupt: its z string is too short for the image size in its header")
+        with tf.control_dependencies([fits]):
+            z_hat, z_sane = self.coder.decode_z(z_strings, z_shape(y_shape))
         # A damaged z string stops here, before y (16 times as many symbols) is decoded.
         with tf.control_dependencies([_check_sane(z_sane)]):
             mean, index, _ = self.coding_parameters(z_hat, y_shape)

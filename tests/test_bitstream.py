@@ -134,3 +134,20 @@ def test_swapped_strings_with_valid_checksum_are_refused_not_crashing(codec, cod
     with pytest.raises(bitstream.FormatError, match="its coded data does not decode") as error:
         codec.decompress(prefix + fingerprint(prefix))
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("height,width", [(512, 512), (16384, 16384)])
+def test_a_small_file_declaring_a_large_image_is_refused_at_once(codec, coded, height, width):
+    """A crafted header (checksum rewritten) would otherwise make the decoder synthesise a
+    huge image from a few bytes; a z string is never shorter than its information content."""
+    with pytest.raises(bitstream.FormatError, match="z string is too short for the image size"):
+        codec.decompress(rebuild(coded, height=height, width=width))
+
+
+def test_the_z_string_bound_counts_the_most_probable_symbol_of_each_channel():
+    from hific_tf.entropy_coding import least_bits_per_position
+
+    # Two channels (precision 4): the first's most probable symbol has 12 of 16, the second's
+    # 8 of 16, so a position costs at least log2(16/12) + log2(16/8) bits.
+    cdf = np.array([-4, 0, 12, 14, 16, -4, 0, 4, 8, 16], np.int32)
+    assert least_bits_per_position(cdf) == pytest.approx(np.log2(16 / 12) + 1.0)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
+import os
+import stat
+
 import pytest
 
 from hific_tf import cache, files
@@ -31,11 +33,13 @@ def test_a_failed_download_leaves_nothing_in_the_cache(tmp_path):
     assert list((tmp_path / "models").iterdir()) == []
 
 
-def test_lpips_weights_are_saved_through_the_same_writer(tmp_path):
-    from hific_tf.perceptual import lpips
-
-    lpips._save({"a": np.arange(3)}, tmp_path / "w.npz")
-    assert np.load(tmp_path / "w.npz")["a"].tolist() == [0, 1, 2]
+def test_written_files_get_the_permissions_of_any_new_file(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        files.write_atomic(tmp_path / "out.png", b"data")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "out.png").stat().st_mode) == 0o644
 
 
 def test_only_files_py_renames_temporary_files_into_place():
