@@ -1,6 +1,6 @@
 """The bundled models on val768 against JPEG, WebP and AVIF: the README's table and plots.
 
-Runs `hific-tf demo` (both bundled models, the classic codecs at hific-tiny's mean bpp and
+Runs `hific-tf demo` (both bundled models, the classic codecs at hific-small's mean bpp and
 twice it; bpp, PSNR, MS-SSIM, NIQE, LPIPS, FID/256 and KID/256) into a scratch folder, then
 keeps the summary, the
 per-image table, the rate-distortion plots and the side-by-side figure in

@@ -6,7 +6,7 @@ distance to the nearest index threshold; how many indexes a relative perturbatio
 (uniform, as a different CPU's last bits might add) moves; and the file size with the integer
 h_s (what hific-tf writes) against the float h_s with the same tables.
 
-    python benchmarks/entropy_parameters.py [--model=hific-tiny] [--output=...]
+    python benchmarks/entropy_parameters.py --data=../shared/data [--model=hific-small]
 """
 
 from __future__ import annotations
@@ -21,12 +21,13 @@ from pathlib import Path
 import numpy as np
 from machine import machine
 
-DATA = Path("../shared/data/photos")
-FOLDERS = (DATA / "val768", DATA / "more" / "val768")
+FOLDERS = ("photos/val768", "photos/more/val768")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True,
+                        help="the shared data set (its photos/val768 and photos/more/val768)")
     parser.add_argument("--model", default=None, help="bundled model (default: the first)")
     parser.add_argument("--output", default="benchmarks/results/entropy_parameters")
     args = parser.parse_args()
@@ -40,9 +41,10 @@ def main() -> None:
     from hific_tf.images import read_image
     from hific_tf.model import HiFiC, reflect_pad
 
-    photos = sorted(p for folder in FOLDERS if folder.is_dir() for p in folder.glob("*.png"))
+    folders = [args.data / folder for folder in FOLDERS]
+    photos = sorted(p for folder in folders if folder.is_dir() for p in folder.glob("*.png"))
     if not photos:
-        raise SystemExit(f"no photos: {FOLDERS[0]} is absent")
+        raise SystemExit(f"no photos: {folders[0]} is absent")
     name = args.model or zoo.SHIPPED_MODELS[0]
     model = zoo.load_bundled(name)
     float_model = HiFiC(dataclasses.replace(model.config, hyper_synthesis="float"))

@@ -6,7 +6,7 @@ in others that differ in TF_ENABLE_ONEDNN_OPTS, intra-op threads and library aga
 both ways, with tests/portability_worker.py, as tests/test_portability.py does for the bundled
 model on all 20 photos. Random weights make no claim about quality, only about portability.
 
-    python benchmarks/portability_full_size.py [--photos=3] [--work=/tmp/hific-portability]
+    python benchmarks/portability_full_size.py --data=../shared/data [--photos=3]
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import numpy as np
 from machine import machine
 
 REPO = Path(__file__).resolve().parent.parent
-PHOTOS = Path("../shared/data/photos/val768")
 
 
 def environment(onednn: bool) -> dict[str, str]:
@@ -52,6 +51,8 @@ def worker(work: Path, name: str, onednn: bool, threads: int, **steps) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True,
+                        help="the shared data set (its photos/val768)")
     parser.add_argument("--photos", type=int, default=3)
     parser.add_argument("--work", default="/tmp/hific-portability")
     parser.add_argument("--output", default="benchmarks/results/portability_full_size.json")
@@ -59,7 +60,7 @@ def main() -> None:
     work = Path(args.work)
     shutil.rmtree(work, ignore_errors=True)
     (work / "photos").mkdir(parents=True)
-    for photo in sorted(PHOTOS.glob("*.png"))[:args.photos]:
+    for photo in sorted((args.data / "photos" / "val768").glob("*.png"))[:args.photos]:
         shutil.copy(photo, work / "photos" / photo.name)
     import tensorflow as tf
 

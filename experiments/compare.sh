@@ -3,7 +3,7 @@
 #
 #   experiments/compare.sh FOLDER OUTPUT MODEL [MODEL ...]
 #
-# MODEL: a bundled or published model name (hific-tiny, hific-lo, ...) or a hific-tf
+# MODEL: a bundled or published model name (hific-small, hific-lo, ...) or a hific-tf
 # checkpoint or SavedModel directory. The classic codecs (JPEG, WebP,
 # AVIF, JPEG 2000, and JPEG XL / HEVC where `make codec-tools` installed them) are run at
 # the first model's mean bpp and at twice it. The report (per_image.csv, one CompressAI-

@@ -16,13 +16,13 @@ the five val768 photos (the shared data set's photos/val768) in every command be
     .venv/bin/python experiments/gan_niqe.py --reference=$R/stage1-9750 \
         --runs=$R/s2-final,$R/s2-b015,$R/s2-b0-control \
         --output=experiments/results/gan_niqe_stage1_9750
-    .venv/bin/python experiments/gan_niqe.py --reference=mselpips-tiny \
+    .venv/bin/python experiments/gan_niqe.py --reference=mselpips-small \
         --runs=$R/s2-256,$R/s2-256-b0,$R/s2-256-b0.15 \
         --output=experiments/results/gan_niqe_crop256
-    .venv/bin/python experiments/gan_niqe.py --reference=mselpips-tiny \
+    .venv/bin/python experiments/gan_niqe.py --reference=mselpips-small \
         --runs=$R/s2-256-rl-b0,$R/s2-256-rl-b0.15 \
         --output=experiments/results/gan_niqe_random_lpips
-    .venv/bin/python experiments/gan_niqe.py --reference=mselpips-tiny \
+    .venv/bin/python experiments/gan_niqe.py --reference=mselpips-small \
         --runs=$R/s2-256-ds-b0.03,$R/s2-256-ds-b0.15,$R/s2-256-ds-d2-b0.03,$R/s2-256-ds-d2-b0.08 \
         --output=experiments/results/gan_niqe_dshift
     # The shipped pair against stage 1 alone (its weights, as shipped before 2026-12-01,

@@ -18,11 +18,11 @@ Writes summary.json, per_image.csv and sensitivity.png to
 experiments/results/niqe_sensitivity/ (or --output), with the machine. `--input` is the
 folder of the five val768 photos (the shared data set's photos/val768) in both commands.
 
-    .venv/bin/python experiments/niqe_sensitivity.py --reference=mselpips-tiny \
+    .venv/bin/python experiments/niqe_sensitivity.py --reference=mselpips-small \
         --checkpoints=$HOME/runs/s2-256-b0:1000,$HOME/runs/s2-256:1000,\
 $HOME/runs/s2-256-b0.15:500,$HOME/runs/s2-256-b0.15:1000,\
 $HOME/runs/s2-256-rl-b0:1000,$HOME/runs/s2-256-rl-b0.15:1000
-    .venv/bin/python experiments/niqe_sensitivity.py --reference=mselpips-tiny \
+    .venv/bin/python experiments/niqe_sensitivity.py --reference=mselpips-small \
         --checkpoints=$HOME/runs/s2-256-ds-b0.03:500,$HOME/runs/s2-256-ds-b0.03:1000,\
 $HOME/runs/s2-256-ds-b0.15:500,$HOME/runs/s2-256-ds-b0.15:1000 \
         --output=experiments/results/grid_dshift
@@ -182,7 +182,7 @@ def plot(summary: dict, path: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reference", default="mselpips-tiny",
+    parser.add_argument("--reference", default="mselpips-small",
                         help="the bundled stage-1 model whose reconstructions are perturbed")
     parser.add_argument("--checkpoints", default="",
                         help="stage-2 checkpoints as RUN:STEP, commas (optional)")

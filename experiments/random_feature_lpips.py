@@ -9,7 +9,7 @@ reported as such. Training reads the file with `--lpips_stand_in=FILE` instead o
 LPIPS weights:
 
     .venv/bin/python experiments/random_feature_lpips.py --output=$HOME/runs/exp/rlpips.npz
-    hific-tf train --preset=small-hific --init_from=mselpips-tiny --crop_size=256 \
+    hific-tf train --preset=small-hific --init_from=mselpips-small --crop_size=256 \
         --target_rate=0.19 --num_steps=1000 \
         --learning_rate_schedule='{"values": [1, 0.1], "boundaries": [750]}' \
         --k_p=1 --lpips_stand_in=$HOME/runs/exp/rlpips.npz --beta=0.15 \

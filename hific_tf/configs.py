@@ -426,7 +426,7 @@ TRAINING_PRESETS: dict[str, TrainingConfig] = {
         TrainingRun(num_steps=5_000, checkpoint_every=250, keep_checkpoints=4, log_every=25,
                     summary_every=25, image_every=1_000, validate_every=250)),
     "small-hific": _SMALL_HIFIC,
-    # The bundled no-GAN model (mselpips-tiny) is the GAN stage's matched control: stage 1
+    # The bundled no-GAN model (mselpips-small) is the GAN stage's matched control: stage 1
     # trained exactly as long as the GAN model, as small-hific with beta 0 (D still trains
     # beside it, but never enters G's loss) and one D update, as it was run. Without it the
     # GAN would be credited with what 600 more steps on larger crops do.

@@ -33,7 +33,7 @@ TABLE_PREFIX = "table_"
 WEIGHTS_ENV = "HIFIC_TF_WEIGHTS_DIR"
 # The models this package ships: HiFiC (stage 2, with the GAN) and its no-GAN control,
 # stage 1 trained as long again without the GAN (the small-* presets in configs.py).
-SHIPPED_MODELS = ("hific-tiny", "mselpips-tiny")
+SHIPPED_MODELS = ("hific-small", "mselpips-small")
 REFERENCE_CROP = 256
 # The shipped models' target rate on 768 x 512 photos (training aims its crops lower, see
 # the small-* presets in configs.py).

@@ -202,7 +202,7 @@ def test_demo_codes_with_both_bundled_models_and_writes_the_report(tmp_path, pho
 def test_demo_without_bundled_models_says_how_to_get_them(tmp_path, photos, monkeypatch):
     monkeypatch.setenv(zoo.WEIGHTS_ENV, str(tmp_path))
     result = run_cli("demo", f"--input={photos[0].parent}", f"--output={tmp_path / 'demo'}")
-    assert_one_clean_error(result, "make tiny-models")
+    assert_one_clean_error(result, "make small-models")
 
 
 @pytest.mark.slow

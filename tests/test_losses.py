@@ -100,7 +100,7 @@ def test_paper_presets_follow_the_spec():
 
 
 def test_bundled_no_gan_model_is_the_gan_recipe_without_the_gan():
-    """mselpips-tiny is hific-tiny's control: the same 600 steps, differing only in beta
+    """mselpips-small is hific-small's control: the same 600 steps, differing only in beta
     (and in D's update count, which reaches G only through the GAN term)."""
     gan, control = training_preset("small-hific"), training_preset("small-hific-control")
     assert control.recipe.differences(gan.recipe) == ["beta", "discriminator_steps"]

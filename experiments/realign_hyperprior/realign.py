@@ -11,7 +11,7 @@ as it did before, so the recipe's rate target and its other properties carry ove
 port, not training of the paper's: the models are to be retrained with the full recipe
 (issue 24).
 
-    python experiments/realign_hyperprior/realign.py --model=hific-tiny \
+    python experiments/realign_hyperprior/realign.py --model=hific-small \
         --data=../shared/data/photos/train --output=experiments/realign_hyperprior/results
 """
 

@@ -2,7 +2,7 @@
 
 With --reference_image, it also writes NAME.reference.json and NAME.reference.png beside the
 weights: the stored model's file size and reconstruction for the centre crop of that photo,
-which tests/test_bundled.py reproduces (`make tiny-models` refreshes them). With
+which tests/test_bundled.py reproduces (`make small-models` refreshes them). With
 --check_images, it reports what float16 storage changes: each photo is coded by the float32
 and the float16 model and the two decoded images are compared.
 """
@@ -17,7 +17,7 @@ from hific_tf.cli import common
 from hific_tf.errors import UserError
 
 _MODEL = flags.DEFINE_string("model", None, "Checkpoint (run) directory.", required=True)
-_NAME = flags.DEFINE_string("name", None, "Bundled model name, e.g. hific-tiny.",
+_NAME = flags.DEFINE_string("name", None, "Bundled model name, e.g. hific-small.",
                             required=True)
 _OUTPUT = flags.DEFINE_string("output", None, "Folder (default: the package's weights "
                               "folder, or $HIFIC_TF_WEIGHTS_DIR).")

@@ -1,8 +1,8 @@
 """hific-tf demo: the bundled models on a folder of photos, against JPEG, WebP and AVIF.
 
-Every photo is compressed with each bundled model (hific-tiny, mselpips-tiny): `.hfc` files
+Every photo is compressed with each bundled model (hific-small, mselpips-small): `.hfc` files
 and PNG reconstructions, one subfolder per model. Then the evaluation report compares the
-models with the classic codecs at hific-tiny's mean rate and twice it: per-image CSV,
+models with the classic codecs at hific-small's mean rate and twice it: per-image CSV,
 CompressAI-layout JSON, rd_*.png plots and a side-by-side crop figure. Metrics: bpp, PSNR,
 MS-SSIM, NIQE, LPIPS and FID/KID over FID/256 patches (the real LPIPS and FID Inception from
 the packages `make` installs; the table says how many patches each FID/KID rests on).
@@ -71,7 +71,7 @@ def main(argv: list[str]) -> int:
     if not names:
         raise UserError(f"the bundled models ({', '.join(zoo.SHIPPED_MODELS)}) are not in "
                         f"{zoo.bundled_folder()}; train and bundle them with `make "
-                        f"tiny-models`, or set ${zoo.WEIGHTS_ENV} to a folder that holds them")
+                        f"small-models`, or set ${zoo.WEIGHTS_ENV} to a folder that holds them")
     for name in zoo.SHIPPED_MODELS:
         if name not in names:
             print(f"note: {name} is not bundled; the demo runs without it", flush=True)

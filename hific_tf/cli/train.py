@@ -43,7 +43,7 @@ _VALIDATION = flags.DEFINE_string(
     "validation_data", None, "Folder of photos to evaluate every --validate_every steps "
     "(bpp, PSNR and NIQE on whole images, never trained on).")
 _INIT_FROM = flags.DEFINE_string("init_from", None, "Stage-1 run directory, or the name of "
-                                 "a bundled model (e.g. mselpips-tiny), to take E, G and the "
+                                 "a bundled model (e.g. mselpips-small), to take E, G and the "
                                  "hyperprior from (stage 2 only; D starts fresh).")
 _INIT_FROM_PUBLISHED = flags.DEFINE_enum(
     "init_from_published", None, ["hific-lo", "hific-mi", "hific-hi"],
@@ -180,7 +180,7 @@ def main(argv: list[str]) -> int:
     print(f"stopped at step {final}; checkpoints in {trainer.run_dir}", flush=True)
     if trainer.stop_signal is not None:
         # Interrupted short of num_steps: a non-zero status keeps a script (make
-        # tiny-models) from going on as if training had finished.
+        # small-models) from going on as if training had finished.
         print("interrupted; run the same command to resume", flush=True)
         return 128 + trainer.stop_signal
     return 0
