@@ -69,10 +69,16 @@ class HiFiC(tf.keras.Model):
         self.tiler: Tiler | None = None
 
     def build_weights(self) -> HiFiC:
-        """Creates every variable by running a minimal forward pass; returns self."""
-        if not self.built:
+        """Creates every variable, in a forward pass's order, by running each network once
+        on a minimal input; returns self. (Not the forward pass itself, whose entropy models
+        take seconds eagerly: start-up time of every command.)"""
+        if not self.encoder.built:
             side = self.config.pad_multiple
-            self(tf.zeros([1, side, side, 3]), training=False)
+            y = self.encoder(tf.zeros([1, side, side, 3]))
+            z = self.hyperprior.analysis(y)
+            self.hyperprior.synthesis_mean(z)
+            self.hyperprior.synthesis_scale(z)
+            self.generator(y)
         return self
 
     def call(self, images: tf.Tensor, training: bool = True) -> ForwardOutputs:
@@ -112,13 +118,17 @@ class HiFiC(tf.keras.Model):
                                if v.dtype != tf.string))
         return self
 
-    def set_memory_budget(self, memory_budget: int | None = None, max_tile: int = 0) -> None:
-        """Sets the memory (bytes, whole process) that coding aims to stay within, which
-        sizes E's and G's tiles, and optionally a cap on the tiles' sides in latents."""
+    @property
+    def tile_settings(self) -> tiling.TileSettings:
+        """The memory budget and tile cap that coding reads (tiling.py)."""
         self._check_prepared()
-        settings = self.tiler.settings
-        settings.memory_budget.assign(memory_budget or tiling.DEFAULT_MEMORY_BUDGET)
-        settings.max_tile.assign(max_tile)
+        return self.tiler.settings
+
+    def set_memory_budget(self, memory_budget: int | None = None, max_tile: int = 0) -> None:
+        """Sets the memory (bytes, whole process; None: 2 GiB) that coding aims to stay
+        within, which sizes E's and G's tiles, and optionally a cap on tile sides in
+        latents (0: none)."""
+        tiling.configure(self.tile_settings, memory_budget, max_tile)
 
     def fingerprint(self) -> bytes:
         """A 16-byte hash of the architecture, every weight and the coding tables."""

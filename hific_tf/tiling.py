@@ -60,6 +60,17 @@ class TileSettings(tf.Module):
                                     name="tiling_max_tile")
 
 
+def configure(settings: TileSettings, memory_budget: int | None = None,
+              max_tile: int = 0) -> None:
+    """Sets a model's (or a loaded SavedModel's) `tile_settings`: the memory budget in bytes
+    (None: the default) and a cap on tile sides in latents (0: none)."""
+    memory_budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else int(memory_budget)
+    if memory_budget <= 0 or max_tile < 0:
+        raise ValueError("the memory budget must be positive and max_tile 0 or more")
+    settings.memory_budget.assign(memory_budget)
+    settings.max_tile.assign(max_tile)
+
+
 def _interval(layers: list[tf.keras.layers.Layer], low: int, high: int) -> tuple[int, int]:
     """The input positions (along one axis) on which outputs low...high of `layers`, applied
     in order, depend; positions count in each layer's own resolution.
@@ -132,8 +143,7 @@ class Tiler(tf.Module):
         self.body_halo = (-reach_low, reach_high)
         self.latent_channels = encoder_convs[-1].filters
         self.feature_channels = body[-1].filters
-        self.encoder_bytes_per_pixel = (
-            _ENCODER_COPIES * _FLOAT_BYTES * _widest(encoder_convs, 1) * self.stride**2)
+        self.encoder_bytes_per_pixel = _ENCODER_COPIES * _FLOAT_BYTES * _widest(encoder_convs, 1)
         self.body_bytes_per_latent = _BODY_COPIES * _FLOAT_BYTES * self.feature_channels
         self.feature_bytes_per_latent = _FLOAT_BYTES * self.feature_channels
         self.tail_bytes_per_latent = (_TAIL_COPIES * _FLOAT_BYTES * _widest(tail, self.stride)
@@ -160,16 +170,47 @@ class Tiler(tf.Module):
         cap = self.settings.max_tile
         return tf.where(cap > 0, tf.minimum(side, cap), side)
 
+    def encoder_side(self, rows: tf.Tensor, columns: tf.Tensor) -> tf.Tensor:
+        """The interior side, in latents, of E's tiles for a rows x columns latent grid."""
+        positions = tf.cast(rows * columns, tf.float64)
+        # Held whole: the padded uint8 image, y as tiles, joined, and in the hyperprior.
+        held = positions * (3.0 * self.stride**2 + 3.0 * _FLOAT_BYTES * self.latent_channels)
+        before, after = self.encoder_halo
+        return self._side(self._available(held), self.encoder_bytes_per_pixel * self.stride**2,
+                          before + after, rows, columns)
+
+    def _generator_available(self, rows: tf.Tensor, columns: tf.Tensor) -> tf.Tensor:
+        # Held whole: y_hat, and the uint8 image as tiles and joined.
+        held = (tf.cast(rows * columns, tf.float64)
+                * (_FLOAT_BYTES * self.latent_channels + 2.0 * 3.0 * self.stride**2))
+        return self._available(held)
+
+    def generator_side(self, rows: tf.Tensor, columns: tf.Tensor) -> tf.Tensor:
+        """The interior side, in latents, of G's large tiles (head and residual blocks)
+        for a rows x columns grid of y_hat."""
+        available = self._generator_available(rows, columns)
+        body_bytes = self.body_bytes_per_latent + self.feature_bytes_per_latent
+        whole = tf.cast(rows * columns, tf.float64) * body_bytes
+        # The body's share, unless the whole body fits and leaves the tail room enough.
+        available = tf.where(whole <= 0.5 * available, whole, _BODY_SHARE * available)
+        halo = sum(self.tail_halo) + sum(self.body_halo)
+        return self._side(available, body_bytes, halo, rows, columns)
+
+    def tail_side(self, rows: tf.Tensor, columns: tf.Tensor, tile_rows: tf.Tensor,
+                  tile_columns: tf.Tensor, feature_bytes: tf.Tensor) -> tf.Tensor:
+        """The interior side, in latents, of the upsampling tail's tiles inside one of G's
+        large tiles (tile_rows x tile_columns latents of a rows x columns grid, whose
+        features hold `feature_bytes`)."""
+        available = self._generator_available(rows, columns) - feature_bytes
+        return self._side(available, self.tail_bytes_per_latent, sum(self.tail_halo),
+                          tile_rows, tile_columns)
+
     def encode(self, encoder: tf.keras.layers.Layer, padded: tf.Tensor) -> tf.Tensor:
         """E of a uint8 [H', W', 3] image padded to the latent stride → y [1, H'/s, W'/s, C]."""
         stride = self.stride
         rows, columns = tf.shape(padded)[0] // stride, tf.shape(padded)[1] // stride
         before, after = self.encoder_halo
-        held = (tf.cast(tf.size(padded), tf.float64)
-                + 3.0 * _FLOAT_BYTES * self.latent_channels
-                * tf.cast(rows * columns, tf.float64))
-        side = self._side(self._available(held), self.encoder_bytes_per_pixel * stride**2,
-                          before + after, rows, columns)
+        side = self.encoder_side(rows, columns)
 
         def tile(top, bottom, left, right):
             y0, y1 = tf.maximum(top - before, 0), tf.minimum(bottom + after, rows)
@@ -190,18 +231,9 @@ class Tiler(tf.Module):
         # Latents wholly inside the padding shape no kept pixel but may feed a halo.
         rows = tf.minimum((height + stride - 1) // stride, latent_rows)
         columns = tf.minimum((width + stride - 1) // stride, latent_columns)
-        held = (tf.cast(tf.size(y_hat), tf.float64) * _FLOAT_BYTES
-                + 2.0 * 3.0 * tf.cast(height * width, tf.float64))
-        available = self._available(held)
         tail_before, tail_after = self.tail_halo
         body_before, body_after = self.body_halo
-        body_halo = tail_before + tail_after + body_before + body_after
-        body_bytes = self.body_bytes_per_latent + self.feature_bytes_per_latent
-        whole_body = tf.cast(rows * columns, tf.float64) * body_bytes
-        # The body's share, unless the whole body fits and leaves the tail room enough.
-        body_available = tf.where(whole_body <= 0.5 * available, whole_body,
-                                  _BODY_SHARE * available)
-        body_side = self._side(body_available, body_bytes, body_halo, rows, columns)
+        body_side = self.generator_side(latent_rows, latent_columns)
 
         def body_tile(top, bottom, left, right):
             # Features exact on the interior plus the tail's halo, from y_hat exact there
@@ -216,8 +248,8 @@ class Tiler(tf.Module):
             features = generator.body(y_hat[:, y0:y1, x0:x1])
             features = features[:, f0 - y0:f1 - y0, g0 - x0:g1 - x0]
             feature_bytes = tf.cast(tf.size(features), tf.float64) * _FLOAT_BYTES
-            tail_side = self._side(available - feature_bytes, self.tail_bytes_per_latent,
-                                   tail_before + tail_after, bottom - top, right - left)
+            tail_side = self.tail_side(latent_rows, latent_columns, bottom - top,
+                                       right - left, feature_bytes)
 
             def tail_tile(top_, bottom_, left_, right_):
                 top_, bottom_ = top + top_, top + bottom_

@@ -24,9 +24,10 @@ def main(argv: list[str]) -> int:
 
     suffix = published.TFCI_SUFFIX if _MODEL.value in published.MODEL_NAMES else FILE_SUFFIX
     pairs = common.pair_paths(argv[1:], _OUTPUT.value, common.IMAGE_INPUTS, suffix)
+    memory_budget = common.parse_memory_size(common.MEMORY_BUDGET.value)
     from hific_tf.codec import load_codec  # TensorFlow loads only after the flags check.
 
-    codec = load_codec(_MODEL.value, common.PUBLISHED_DIR.value)
+    codec = load_codec(_MODEL.value, common.PUBLISHED_DIR.value, memory_budget)
 
     def convert(source: Path) -> tuple[bytes, str]:
         image = images.read_image(source)

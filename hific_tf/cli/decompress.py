@@ -21,9 +21,10 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace existing output file
 
 def main(argv: list[str]) -> int:
     pairs = common.pair_paths(argv[1:], _OUTPUT.value, common.COMPRESSED_INPUTS, ".png")
+    memory_budget = common.parse_memory_size(common.MEMORY_BUDGET.value)
     from hific_tf.codec import load_codec  # TensorFlow loads only after the flags check.
 
-    codec = load_codec(_MODEL.value, common.PUBLISHED_DIR.value)
+    codec = load_codec(_MODEL.value, common.PUBLISHED_DIR.value, memory_budget)
 
     def convert(source: Path) -> tuple[bytes, str]:
         try:
