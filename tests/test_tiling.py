@@ -144,12 +144,12 @@ def test_bundled_model_codes_a_2560x1600_photo_alike_within_a_small_budget(bundl
                                                                             data_dir):
     image = read_image(data_dir / "photos" / "train" / "mate_Garden.jpg")
     assert image.shape == (1600, 2560, 3)
-    budget = 900 * 2**20  # about 200 MiB above the weights and the runtime allowance
+    budget = 720 * 2**20  # about 30 MiB above the weights, runtime and whole latents
     bundled.set_memory_budget(budget)
     sides = (int(bundled.tiler.encoder_side(tf.constant(100), tf.constant(160))),
              int(bundled.tiler.generator_side(tf.constant(100), tf.constant(160))))
     bundled.set_memory_budget()
-    assert sides[0] < 100 and sides[1] < 160, sides  # the budget does tile this photo
+    assert sides[0] < 100 and sides[1] < 100, sides  # the budget tiles E and G
     assert_tiling_changes_nothing(bundled, image, memory_budget=budget)
 
 
