@@ -137,7 +137,12 @@ def main() -> None:
         print(f"skipped: {args.data / PHOTO} not found (pass --data=PATH)")
         return
     wanted = args.sizes.split(",")
+    report_path = args.results / "tiled_coding.json"
+    # Runs of sizes not asked for this time stay in the report from earlier runs.
     results = []
+    if report_path.is_file():
+        results = [r for r in json.loads(report_path.read_text())["results"]
+                   if r["size"] not in wanted]
     with tempfile.TemporaryDirectory() as scratch:
         for size, budget in RUNS:
             if size not in wanted:
@@ -154,38 +159,40 @@ def main() -> None:
                       f"peak {result['peak_rss_mib']:.0f} MiB, "
                       f"tiles {result['tile_sides_latents']}", flush=True)
                 results.append(result)
-    untiled = {r["operation"]: r["seconds"] for r in results
-               if r["size"] == "2560x1600" and r["memory_budget"] == UNTILED_BUDGET}
-    tiled = {r["operation"]: r["seconds"] for r in results
-             if r["size"] == "2560x1600" and r["memory_budget"] == DEFAULT_BUDGET}
-    overhead = {op: tiled[op] / untiled[op] - 1 for op in untiled if op in tiled}
-    cpu_untiled = {r["operation"]: r["cpu_seconds"] for r in results
-                   if r["size"] == "2560x1600" and r["memory_budget"] == UNTILED_BUDGET}
-    cpu_tiled = {r["operation"]: r["cpu_seconds"] for r in results
-                 if r["size"] == "2560x1600" and r["memory_budget"] == DEFAULT_BUDGET}
-    cpu_overhead = {op: cpu_tiled[op] / cpu_untiled[op] - 1 for op in cpu_untiled
-                    if op in cpu_tiled}
-    args.results.mkdir(parents=True, exist_ok=True)
-    report = {"benchmark": "tiled_coding",
-              "model": f"{args.model} preset, random weights (seed 0)",
+                write_report(results, args.model, args.results)
+    print(f"wrote {args.results}/tiled_coding.json, .csv and .png")
+
+
+def overheads(results: list[dict], key: str) -> dict:
+    """Tiled over untiled `key` at 2560x1600, minus one, per operation that ran both ways."""
+    runs = {(r["operation"], r["memory_budget"]): r[key] for r in results
+            if r["size"] == "2560x1600"}
+    return {operation: runs[operation, DEFAULT_BUDGET] / runs[operation, UNTILED_BUDGET] - 1
+            for operation in ("compress", "decompress")
+            if (operation, DEFAULT_BUDGET) in runs and (operation, UNTILED_BUDGET) in runs}
+
+
+def write_report(results: list[dict], model: str, folder: Path) -> None:
+    """Writes the JSON, CSV and plot of `results` (after every run, so none is lost)."""
+    order = {run: index for index, run in enumerate(RUNS)}
+    results.sort(key=lambda r: (order[r["size"], r["memory_budget"]], r["operation"]))
+    folder.mkdir(parents=True, exist_ok=True)
+    report = {"benchmark": "tiled_coding", "model": f"{model} preset, random weights (seed 0)",
               "date": time.strftime("%Y-%m-%d"), "machine": machine(),
-              "tiling_time_overhead_2560x1600": overhead,
-              "tiling_cpu_time_overhead_2560x1600": cpu_overhead, "results": results}
-    (args.results / "tiled_coding.json").write_text(json.dumps(report, indent=2) + "\n")
-    with open(args.results / "tiled_coding.csv", "w", newline="") as stream:
+              "tiling_time_overhead_2560x1600": overheads(results, "seconds"),
+              "tiling_cpu_time_overhead_2560x1600": overheads(results, "cpu_seconds"),
+              "results": results}
+    (folder / "tiled_coding.json").write_text(json.dumps(report, indent=2) + "\n")
+    with open(folder / "tiled_coding.csv", "w", newline="") as stream:
         writer = csv.writer(stream)
         writer.writerow(["operation", "size", "memory_budget", "seconds", "cpu_seconds",
-                         "peak_rss_mib",
-                         "encoder_tile", "generator_tile", "bpp"])
+                         "peak_rss_mib", "encoder_tile", "generator_tile", "bpp"])
         for r in results:
             writer.writerow([r["operation"], r["size"], r["memory_budget"],
                              f"{r['seconds']:.2f}", f"{r['cpu_seconds']:.2f}",
-                             f"{r['peak_rss_mib']:.0f}",
-                             r["tile_sides_latents"]["encoder"],
+                             f"{r['peak_rss_mib']:.0f}", r["tile_sides_latents"]["encoder"],
                              r["tile_sides_latents"]["generator"], f"{r['bpp']:.3f}"])
-    plot(results, args.results / "tiled_coding.png")
-    print(f"tiling's overhead at 2560x1600: wall {overhead}, CPU {cpu_overhead}")
-    print(f"wrote {args.results}/tiled_coding.json, .csv and .png")
+    plot(results, folder / "tiled_coding.png")
 
 
 if __name__ == "__main__":
