@@ -6,7 +6,7 @@ from setuptools import find_packages, setup
 
 setup(
     name="hific-tf",
-    version="0.1.0",
+    version="0.2.0",
     description="High-Fidelity Generative Image Compression (HiFiC) in TensorFlow 2",
     long_description=Path("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",

@@ -3,11 +3,11 @@
 Being TensorFlow ops, the same code runs eagerly, inside the model's tf.functions and inside
 an exported SavedModel, so a serving process writes and checks whole files by itself.
 
-Layout, version 1 (integers big-endian):
+Layout, version 2 (integers big-endian):
 
     offset  size  field
     0       4     magic b"\\x89HFC"
-    4       1     format version (1)
+    4       1     format version (2)
     5       16    model identifier (hash of the architecture, weights and coding tables)
     21      4     image height, 1 ... MAX_SIDE
     25      4     image width, 1 ... MAX_SIDE
@@ -17,6 +17,10 @@ Layout, version 1 (integers big-endian):
     end-8   8     checksum: tf.fingerprint (farmhash64) of every byte before it
 
 Every field is validated, in that order, before anything is decoded.
+
+Version 2 (hific-tf 0.2) codes with stored tables, precision-16 CDFs and the exact integer h_s
+(entropy_coding.py); version 1 files came from models whose tables were recomputed at every
+load and are refused with a message saying so.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import tensorflow as tf
 from hific_tf.errors import UserError
 
 MAGIC = b"\x89HFC"
-VERSION = 1
+VERSION = 2
 MODEL_ID_BYTES = 16
 HEADER_BYTES = 37
 CHECKSUM_BYTES = 8
@@ -127,8 +131,14 @@ def unpack(data: tf.Tensor, model_id: tf.Tensor) -> Parsed:
             "hific-tf compress)"),
         lambda: check(
             tf.equal(version, VERSION),
-            "unsupported format version ", _str(version), " (this hific-tf reads version ",
-            str(VERSION), "): the file is corrupt or newer than this hific-tf"),
+            tf.where(version < VERSION,
+                     tf.strings.join(["format version ", _str(version), " is from an older "
+                                      "hific-tf, whose files are not portable across "
+                                      "machines; decode it with hific-tf 0.1 and compress "
+                                      "the image again"]),
+                     tf.strings.join(["unsupported format version ", _str(version),
+                                      f" (this hific-tf reads version {VERSION}): the file is "
+                                      "corrupt or newer than this hific-tf"]))),
         lambda: check(
             size >= OVERHEAD_BYTES,
             "file is truncated: ", _str(size), " bytes, shorter than the ",

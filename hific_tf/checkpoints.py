@@ -6,15 +6,22 @@ discriminator, optimizers and step under other keys) loads here unchanged.
 
 from __future__ import annotations
 
+import io
+import logging
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 
 from hific_tf.configs import ModelConfig
+from hific_tf.entropy_coding import CodingTables
 from hific_tf.errors import UserError
+from hific_tf.files import write_atomic
 from hific_tf.model import HiFiC
 
 CONFIG_FILE = "model_config.json"
+# The coding tables of the directory's latest checkpoint, fixed when it is first used to code.
+TABLES_FILE = "coding_tables.npz"
 
 
 def write_config(config: ModelConfig, directory: str | Path) -> None:
@@ -45,6 +52,49 @@ def save_model(model: HiFiC, directory: str | Path) -> str:
 
 def load_model(directory: str | Path) -> HiFiC:
     """Builds the model of a checkpoint directory and restores its latest weights."""
+    return _restore(directory)[0]
+
+
+def load_for_coding(directory: str | Path) -> HiFiC:
+    """The latest checkpoint of `directory`, prepared for coding with fixed tables.
+
+    The tables are computed the first time a checkpoint codes and stored beside it
+    (`coding_tables.npz`, naming the checkpoint), so every later load, on this machine or
+    another the directory is copied to, uses the same tables and the same model identifier.
+    """
+    model, prefix = _restore(directory)
+    path = Path(directory) / TABLES_FILE
+    tables = _read_tables(path, Path(prefix).name)
+    if tables is not None:
+        return model.prepare_for_coding(tables)
+    model.prepare_for_coding()
+    arrays = {"checkpoint": np.frombuffer(Path(prefix).name.encode(), np.uint8),
+              **model.coding_tables.arrays()}
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    try:
+        write_atomic(path, buffer.getvalue(), overwrite=True)
+    except OSError as error:
+        logging.warning("could not store the coding tables in %s (%s): another machine may "
+                        "compute different ones", path, error)
+    return model
+
+
+def _read_tables(path: Path, checkpoint: str) -> CodingTables | None:
+    """The stored tables if they belong to `checkpoint`, else None."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as stored:
+            if bytes(stored["checkpoint"]).decode() != checkpoint:
+                return None
+            return CodingTables.from_arrays({k: stored[k] for k in stored.files})
+    except (OSError, ValueError, KeyError) as error:
+        raise UserError(f"{path} is damaged ({error}); delete it to compute the coding "
+                        "tables again") from None
+
+
+def _restore(directory: str | Path) -> tuple[HiFiC, str]:
     config = read_config(directory)
     prefix = tf.train.latest_checkpoint(str(directory))
     if prefix is None:
@@ -58,4 +108,4 @@ def load_model(directory: str | Path) -> HiFiC:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise UserError(f"cannot restore the weights in {prefix}: they do not match "
                         f"{CONFIG_FILE} or are damaged ({first_line[:200]})") from None
-    return model
+    return model, prefix

@@ -94,7 +94,7 @@ def _open_codec(model: str | Path, published_dir: str | Path | None) -> Codec:
             return Codec(tf.saved_model.load(str(path)), name=path.name)
         except (tf.errors.OpError, ValueError, OSError) as error:
             raise UserError(f"cannot load the SavedModel {path}: {str(error)[:200]}") from None
-    return Codec(checkpoints.load_model(path).prepare_for_coding(), name=path.name)
+    return Codec(checkpoints.load_for_coding(path), name=path.name)
 
 
 def codec_from_model(model: HiFiC, name: str = "hific") -> Codec:

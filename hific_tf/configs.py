@@ -29,6 +29,10 @@ class ModelConfig:
     scale_min: float = 0.11
     scale_max: float = 256.0
     norm_epsilon: float = 1e-3
+    # How h_s is evaluated when coding (hific_tf/entropy_coding.py): "integer", exact integer
+    # arithmetic, so that files decode on any machine; "float", as trained and as the
+    # authors' code does (for models imported from their graphs).
+    hyper_synthesis: str = "integer"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "encoder_channels", tuple(self.encoder_channels))
@@ -46,6 +50,9 @@ class ModelConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if not 0 < self.scale_min < self.scale_max:
             raise ValueError("need 0 < scale_min < scale_max")
+        if self.hyper_synthesis not in ("integer", "float"):
+            raise ValueError(f"hyper_synthesis must be 'integer' or 'float', "
+                             f"got {self.hyper_synthesis!r}")
 
     @property
     def generator_channels(self) -> tuple[int, ...]:
@@ -67,6 +74,10 @@ class ModelConfig:
         lo, hi = math.log(self.scale_min), math.log(self.scale_max)
         step = (hi - lo) / max(self.num_scales - 1, 1)
         return [math.exp(lo + i * step) for i in range(self.num_scales)]
+
+    def same_networks(self, other: ModelConfig) -> bool:
+        """True if `other` has the same networks, however it evaluates h_s when coding."""
+        return dataclasses.replace(other, hyper_synthesis=self.hyper_synthesis) == self
 
     def to_json(self) -> str:
         """Canonical JSON, used in checkpoints and in the model identifier."""

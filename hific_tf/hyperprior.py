@@ -12,11 +12,17 @@ from typing import NamedTuple
 import tensorflow as tf
 import tensorflow_compression as tfc
 
+from hific_tf import bitstream
 from hific_tf.configs import ModelConfig
+from hific_tf.entropy_coding import (
+    Coder,
+    CodingTables,
+    IntegerSynthesis,
+    ZTables,
+    build_tables,
+    table_index,
+)
 from hific_tf.layers import conv, conv_transpose
-
-# tensorflow-compression's default precision of the range coder's CDFs, in bits.
-RANGE_CODER_PRECISION = 12
 
 
 class TrainingOutputs(NamedTuple):
@@ -37,18 +43,10 @@ class Coded(NamedTuple):
     y_hat: tf.Tensor
 
 
-class ZTables(NamedTuple):
-    """z's range-coding tables in tensorflow-compression 2.x layout.
-
-    `cdf` concatenates, per channel, minus the precision followed by that channel's quantised CDF
-    (overflow bin included); `cdf_offset` is each channel's smallest coded value, and z is
-    quantised as round(z - quantization_offset) + quantization_offset.
-    """
-
-    cdf: tf.Tensor
-    cdf_offset: tf.Tensor
-    quantization_offset: tf.Tensor
-    precision: int = RANGE_CODER_PRECISION
+def _check_sane(sane: tf.Tensor) -> tf.Operation:
+    return bitstream.check(tf.reduce_all(sane), "the file is corrupt: its coded data does not "
+                           "decode (the checksum matches, so it was altered before the "
+                           "checksum was written)")
 
 
 class Hyperprior(tf.keras.layers.Layer):
@@ -81,18 +79,19 @@ class Hyperprior(tf.keras.layers.Layer):
         # used only for the rate control's quantised estimate.
         self._z_rounding_model = tfc.ContinuousBatchedEntropyModel(
             self.z_prior, coding_rank=3, compression=False, offset_heuristic=False)
-        self.y_model = self._y_model(compression=False)
-        self.z_coder: tfc.ContinuousBatchedEntropyModel | None = None
-        self.y_coder: tfc.LocationScaleIndexedEntropyModel | None = None
+        self.y_model = tfc.LocationScaleIndexedEntropyModel(
+            tfc.NoisyNormal, self._num_scales, self._scale_from_index, coding_rank=3,
+            compression=False)
+        self._hyper_synthesis = config.hyper_synthesis
+        self._latent_channels = config.latent_channels
+        self.tables: CodingTables | None = None
+        self.coder: Coder | None = None
+        self._integer_mean: IntegerSynthesis | None = None
+        self._integer_scale: IntegerSynthesis | None = None
 
     def _z_model(self, compression: bool) -> tfc.ContinuousBatchedEntropyModel:
         return tfc.ContinuousBatchedEntropyModel(
             self.z_prior, coding_rank=3, compression=compression)
-
-    def _y_model(self, compression: bool) -> tfc.LocationScaleIndexedEntropyModel:
-        return tfc.LocationScaleIndexedEntropyModel(
-            tfc.NoisyNormal, self._num_scales, self._scale_from_index, coding_rank=3,
-            compression=compression)
 
     def _scale_from_index(self, index: tf.Tensor) -> tf.Tensor:
         return tf.exp(self._log_scale_min + self._log_scale_step * index)
@@ -127,61 +126,82 @@ class Hyperprior(tf.keras.layers.Layer):
 
     @property
     def prepared(self) -> bool:
-        return self.z_coder is not None
+        return self.coder is not None
 
-    def prepare_for_coding(self, z_tables: ZTables | None = None) -> None:
-        """Freezes the range-coding tables from the current weights (once per model).
+    def prepare_for_coding(self, tables: CodingTables | None = None,
+                           z_tables: ZTables | None = None) -> None:
+        """Fixes the coding tables (once per model, after the weights are final).
 
-        The tables are variables, so that a SavedModel carries exactly the tables its
-        encoder used and decoding never depends on recomputing them. `z_tables` replaces
-        z's tables computed from the prior with given ones (those of an imported graph).
+        `tables` are stored tables (a bundled, converted or exported model): they are used as
+        they are. Without them the tables are computed from the current weights, with z's
+        replaced by `z_tables` if given (those of an imported graph). The tables become
+        variables, so that a SavedModel carries exactly the tables its encoder used.
         """
         if self.prepared:
             raise RuntimeError(
                 "coding tables are already fixed for this model; build a new model to code "
                 "with changed weights")
-        if z_tables is None:
-            z_tables = ZTables(*self._z_tables())
-        self.z_coder = tfc.ContinuousBatchedEntropyModel(
-            prior_shape=self.z_prior.batch_shape, coding_rank=3, compression=True,
-            cdf=z_tables.cdf, cdf_offset=z_tables.cdf_offset,
-            quantization_offset=z_tables.quantization_offset,
-            range_coder_precision=z_tables.precision)
-        self.y_coder = self._y_model(compression=True)
-
-    @tf.function(autograph=False)
-    def _z_tables(self) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        """The factorized prior's range-coding tables, computed as one graph.
-
-        Eagerly, tensorflow-compression's tail search runs op by op and takes seconds.
-        """
-        model = tfc.ContinuousBatchedEntropyModel(
-            self.z_prior, coding_rank=3, compression=True, stateless=True)
-        return model.cdf, model.cdf_offset, model.quantization_offset
+        if self._hyper_synthesis == "integer":
+            self._integer_mean = IntegerSynthesis(self.synthesis_mean, "h_s_mean_integer")
+            self._integer_scale = IntegerSynthesis(self.synthesis_scale, "h_s_scale_integer")
+        if tables is None:
+            step = None if self._integer_scale is None else self._integer_scale.step.numpy()
+            tables = build_tables(self.z_prior, self._num_scales, self._scale_from_index,
+                                  self._latent_channels, step, z_tables)
+        expected = (self._latent_channels, self._num_scales - 1)
+        if tables.scale_thresholds.shape != expected:
+            raise ValueError(f"stored scale thresholds have shape "
+                             f"{tables.scale_thresholds.shape}, the model needs {expected}")
+        self.tables = tables
+        self.coder = Coder(tables)
 
     def _check_prepared(self) -> None:
         if not self.prepared:
             raise RuntimeError("call prepare_for_coding() after loading weights, before coding")
 
+    def coding_parameters(self, z_hat: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """y's means and int32 table indexes from z_hat, as encoder and decoder compute them,
+        and whether they are exact (always true in float mode, which promises nothing).
+
+        In integer mode both come from exact integer arithmetic (see entropy_coding), so every
+        machine derives the same values from the same z_hat.
+        """
+        self._check_prepared()
+        thresholds = self.coder.scale_thresholds
+        if self._integer_mean is None:
+            return (self.synthesis_mean(z_hat),
+                    table_index(self.synthesis_scale(z_hat), thresholds), tf.constant(True))
+        mean_accumulator, mean_exact = self._integer_mean.accumulate(z_hat)
+        scale_accumulator, scale_exact = self._integer_scale.accumulate(z_hat)
+        return (self._integer_mean.outputs(mean_accumulator),
+                table_index(scale_accumulator, thresholds),
+                tf.logical_and(mean_exact, scale_exact))
+
     def compress(self, y: tf.Tensor) -> Coded:
         """Codes a batch of latents; returns strings and the quantised latents."""
-        self._check_prepared()
         z = self.analysis(y)
-        z_strings = self.z_coder.compress(z)
-        z_hat = self.z_coder.decompress(z_strings, tf.shape(z)[1:3])
-        mean, index = self._mean_and_index(z_hat)
-        index = tf.round(index)
-        y_strings = self.y_coder.compress(y, index, loc=mean)
+        z_strings, z_hat = self.coder.encode_z(z)
+        mean, index, exact = self.coding_parameters(z_hat)
+        exact = bitstream.check(
+            exact, "the image's hyper-latent is too large for exact integer arithmetic in h_s, "
+            "so its file would not decode the same everywhere")
+        with tf.control_dependencies([exact]):
+            y_strings = self.coder.encode_y(y, mean, index)
         y_hat = tf.round(y - mean) + mean
         return Coded(z_strings=z_strings, y_strings=y_strings, z_hat=z_hat, y_hat=y_hat)
 
     def decompress(self, z_strings: tf.Tensor, y_strings: tf.Tensor,
                    z_shape: tf.Tensor) -> tf.Tensor:
-        """Recovers y_hat from the strings; `z_shape` is z's [height, width]."""
+        """Recovers y_hat from the strings; `z_shape` is z's [height, width]. A string the
+        range decoder cannot read to its end fails a check (bitstream.check_message)."""
         self._check_prepared()
-        z_hat = self.z_coder.decompress(z_strings, z_shape)
-        mean, index = self._mean_and_index(z_hat)
-        return self.y_coder.decompress(y_strings, tf.round(index), loc=mean)
+        z_hat, z_sane = self.coder.decode_z(z_strings, z_shape)
+        # A damaged z string stops here, before y (16 times as many symbols) is decoded.
+        with tf.control_dependencies([_check_sane(z_sane)]):
+            mean, index, _ = self.coding_parameters(z_hat)
+        y_hat, y_sane = self.coder.decode_y(y_strings, mean, index)
+        with tf.control_dependencies([_check_sane(y_sane)]):
+            return tf.identity(y_hat)
 
     def information_content(self, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """Bits of y_hat and z_hat per image under the coding distributions (−log2 p).
@@ -190,9 +210,8 @@ class Hyperprior(tf.keras.layers.Layer):
         """
         self._check_prepared()
         z = self.analysis(y)
-        # The coder keeps only tables; the training model holds the prior itself and
-        # quantises with the same heuristic offset.
-        z_hat, z_bits = self.z_model(z, training=False)
-        mean, index = self._mean_and_index(z_hat)
-        _, y_bits = self.y_coder(y, tf.round(index), loc=mean, training=False)
+        _, z_bits = self.z_model(z, training=False)
+        _, z_hat = self.coder.encode_z(z)
+        mean, index, _ = self.coding_parameters(z_hat)
+        _, y_bits = self.y_model(y, tf.cast(index, tf.float32), loc=mean, training=False)
         return y_bits, z_bits

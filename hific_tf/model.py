@@ -14,7 +14,8 @@ import tensorflow as tf
 
 from hific_tf import bitstream, tiling
 from hific_tf.configs import ModelConfig
-from hific_tf.hyperprior import Coded, Hyperprior, ZTables
+from hific_tf.entropy_coding import CodingTables, ZTables
+from hific_tf.hyperprior import Coded, Hyperprior
 from hific_tf.networks import Encoder, Generator
 from hific_tf.tiling import Tiler, to_uint8
 
@@ -104,19 +105,27 @@ class HiFiC(tf.keras.Model):
         reconstruction = to_uint8(outputs.reconstruction[0, :height, :width])
         return outputs.quantized_bpp[0] * pixels, reconstruction
 
-    def prepare_for_coding(self, z_tables: ZTables | None = None) -> HiFiC:
-        """Fixes the range-coding tables and the model identifier from the weights.
+    def prepare_for_coding(self, tables: CodingTables | None = None,
+                           z_tables: ZTables | None = None) -> HiFiC:
+        """Fixes the coding tables and the model identifier; returns self.
 
-        Call once, after the weights are final (loaded, trained or imported, the latter
-        with z's tables from the imported graph); returns self.
+        Call once, after the weights are final. `tables` are stored tables (bundled,
+        converted or exported models), used as they are; without them they are computed from
+        the weights, with z's from `z_tables` if given (an imported graph's).
         """
         self.build_weights()
-        self.hyperprior.prepare_for_coding(z_tables)
+        self.hyperprior.prepare_for_coding(tables, z_tables)
         self.model_id = tf.Variable(self.fingerprint(), trainable=False, name="model_id")
         self.tiler = Tiler(self.encoder, self.generator,
                            sum(int(tf.size(v)) * v.dtype.size for v in self.variables
                                if v.dtype != tf.string))
         return self
+
+    @property
+    def coding_tables(self) -> CodingTables:
+        """The fixed coding tables (after prepare_for_coding)."""
+        self._check_prepared()
+        return self.hyperprior.tables
 
     @property
     def tile_settings(self) -> tiling.TileSettings:
@@ -131,14 +140,19 @@ class HiFiC(tf.keras.Model):
         tiling.configure(self.tile_settings, memory_budget, max_tile)
 
     def fingerprint(self) -> bytes:
-        """A 16-byte hash of the architecture, every weight and the coding tables."""
+        """A 16-byte hash of the architecture, every weight and the coding tables.
+
+        Only stored values enter it (the weights as float32, the tables as stored), so the
+        same model has the same identifier on every machine.
+        """
+        if not self.hyperprior.prepared:
+            raise RuntimeError("the identifier covers the coding tables: prepare_for_coding()")
         digest = hashlib.sha256(self.config.to_json().encode())
-        for variable in self.variables:
-            if variable.name.startswith(("model_id", "tiling_")):
-                continue
+        for variable in self.trainable_variables:
             value = np.ascontiguousarray(variable.numpy())
             digest.update(f"{value.dtype.str}{value.shape}".encode())
             digest.update(value.tobytes())
+        self.hyperprior.tables.update_digest(digest)
         return digest.digest()[:bitstream.MODEL_ID_BYTES]
 
     def _check_prepared(self) -> None:

@@ -159,7 +159,7 @@ class Trainer:
 
     def _initialize_from_stage_one(self, directory: Path) -> None:
         """E, G and the hyperprior from a stage-1 run; D, optimizers and step stay fresh."""
-        if read_config(directory) != self.config.model_config:
+        if not self.config.model_config.same_networks(read_config(directory)):
             raise UserError(f"{directory} holds a different architecture than --model="
                             f"{self.config.model}")
         latest = tf.train.latest_checkpoint(str(directory))
@@ -171,7 +171,7 @@ class Trainer:
     def _initialize_from_model(self, source: HiFiC, with_z_prior: bool = False) -> None:
         """E, G, h_a and both h_s from `source`, and z's prior if `with_z_prior` (a model
         trained by hific-tf, not an imported one); D, optimizers and step stay fresh."""
-        if source.config != self.config.model_config:
+        if not self.config.model_config.same_networks(source.config):
             raise UserError(f"the model to start from has a different architecture than "
                             f"--model={self.config.model}")
         hyperprior, target = source.hyperprior, self.model.hyperprior

@@ -32,8 +32,8 @@ import numpy as np
 import tensorflow as tf
 
 from hific_tf.configs import ModelConfig
+from hific_tf.entropy_coding import ZTables
 from hific_tf.errors import UserError
-from hific_tf.hyperprior import ZTables
 from hific_tf.model import HiFiC
 from hific_tf.published import RECEIVER, SENDER, read_metagraph
 
@@ -295,8 +295,7 @@ def _z_tables(graph: _Graph, encoder: str, channels: int, cdf: np.ndarray,
                 offset = found[0] if graph.op(node) == "Sub" else -found[0]
     return ZTables(cdf=tf.constant(np.concatenate(rows).astype(np.int32)),
                    cdf_offset=tf.constant(cdf_offset.astype(np.int32)),
-                   quantization_offset=tf.constant(offset.astype(np.float32)),
-                   precision=int(precision))
+                   quantization_offset=tf.constant(offset.astype(np.float32)))
 
 
 def trace_networks(meta_graph: tf.compat.v1.MetaGraphDef) -> GraphNetworks:
@@ -447,9 +446,10 @@ def import_published(meta_graph: tf.compat.v1.MetaGraphDef,
     """
     networks = trace_networks(meta_graph)
     _check_config(networks, expected, expected_name)
-    model = HiFiC(expected)
+    # The authors' h_s runs in float, so an imported model codes as their graph does.
+    model = HiFiC(dataclasses.replace(expected, hyper_synthesis="float"))
     import_networks(networks, model, expected_name)
-    return model.prepare_for_coding(networks.z_tables)
+    return model.prepare_for_coding(z_tables=networks.z_tables)
 
 
 def import_published_file(path: str | Path, expected: ModelConfig,

@@ -107,8 +107,9 @@ def _gaussian_pmfs(scales: list[float]) -> tuple[list[np.ndarray], np.ndarray]:
 def _z_pmfs(model: HiFiC) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
     """z's pmfs (overflow bin last), offsets and quantisation offsets, from the model's own
     prior via its tensorflow-compression 2.x tables."""
-    cdf, cdf_offset, quantization_offset = (
-        value.numpy() for value in model.hyperprior._z_tables())
+    if not model.hyperprior.prepared:
+        model.prepare_for_coding()
+    cdf, cdf_offset, quantization_offset = model.coding_tables.z
     pmfs, position = [], 0
     for _ in range(len(cdf_offset)):
         # tfc 2.x rows are [-precision, 0, ..., 2^precision], one after another.

@@ -43,7 +43,7 @@ def codec(tiny_model):
 def test_layout_matches_the_documented_format(tiny_model, coded):
     magic, version, model_id, height, width, z_length, y_length = HEADER.unpack_from(coded)
     assert HEADER.size == bitstream.HEADER_BYTES == 37
-    assert (magic, version, height, width) == (b"\x89HFC", 1, 15, 17)
+    assert (magic, version, height, width) == (b"\x89HFC", 2, 15, 17)
     assert model_id == tiny_model.model_id.numpy() == tiny_model.fingerprint()
     assert len(coded) == 37 + z_length + y_length + 8 == bitstream.OVERHEAD_BYTES + z_length \
         + y_length
@@ -87,9 +87,15 @@ def test_wrong_magic(codec, coded):
 
 
 def test_future_format_version(codec, coded):
-    with pytest.raises(bitstream.FormatError, match=r"unsupported format version 2 .*reads "
-                                                    r"version 1"):
-        codec.decompress(rebuild(coded, version=2))
+    with pytest.raises(bitstream.FormatError, match=r"unsupported format version 3 .*reads "
+                                                    r"version 2"):
+        codec.decompress(rebuild(coded, version=3))
+
+
+def test_version_1_files_are_refused_as_older(codec, coded):
+    with pytest.raises(bitstream.FormatError, match=r"^format version 1 is from an older "
+                                                    r"hific-tf.*compress the image again$"):
+        codec.decompress(rebuild(coded, version=1))
 
 
 def test_file_from_a_model_with_other_weights(codec, tiny_model, coded):

@@ -8,6 +8,7 @@ constants only, tensorflow-compression's range-coding ops, signatures "sender" a
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +29,10 @@ NAME = "hific-lo"
 
 @pytest.fixture(scope="module")
 def source_model() -> HiFiC:
-    """The Keras model whose weights the stand-in freezes."""
-    return randomise(HiFiC(model_preset("tiny")).build_weights()).prepare_for_coding()
+    """The Keras model whose weights the stand-in freezes, with h_s in float as the authors'
+    graphs compute it."""
+    config = dataclasses.replace(model_preset("tiny"), hyper_synthesis="float")
+    return randomise(HiFiC(config).build_weights()).prepare_for_coding()
 
 
 @pytest.fixture(scope="module")

@@ -117,7 +117,7 @@ def test_memory_sizes_parse(text, size):
 @pytest.mark.parametrize("text,message", [("lots", "is not a memory size"),
                                           ("2 GiBs", "is not a memory size"),
                                           ("-1GiB", "is not a memory size"),
-                                          ("0", "is below 1 MiB"), ("100KiB", "below 1 MiB")])
+                                          ("0", "is below 1 MiB"), ("100KiB", "is below 1 MiB")])
 def test_bad_memory_sizes_say_how_to_write_one(text, message):
     with pytest.raises(UserError, match=f"--memory_budget={text} {message}"):
         parse_memory_size(text)

@@ -49,7 +49,7 @@ def main(argv: list[str]) -> int:
     model = checkpoints.load_model(_MODEL.value)
     zoo.save_weights(model, path, float16=not _FLOAT32.value, overwrite=_OVERWRITE.value)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
-    stored = zoo.load_weights(path).prepare_for_coding()
+    stored = zoo.load_file(path)
     if _REFERENCE.value:
         zoo.write_reference(stored, _NAME.value, _REFERENCE.value, folder,
                             overwrite=_OVERWRITE.value)

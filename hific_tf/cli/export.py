@@ -20,7 +20,7 @@ def main(argv: list[str]) -> int:
     from hific_tf.files import check_writable
 
     check_writable(_OUTPUT.value, _OVERWRITE.value)
-    model = checkpoints.load_model(_MODEL.value).prepare_for_coding()
+    model = checkpoints.load_for_coding(_MODEL.value)
     export_saved_model(model, _OUTPUT.value, overwrite=_OVERWRITE.value)
     print(f"wrote SavedModel {_OUTPUT.value} (signatures: compress, decompress; model id "
           f"{model.model_id.numpy().hex()})")
