@@ -1,11 +1,12 @@
 """Wall time of `hific-tf compress` and `decompress` of one 768x512 photo with a bundled
 model, against `python -c "import tensorflow, tensorflow_compression"` alone.
 
-Every command runs REPEATS times in a fresh process; medians are reported. A second set of
+Every command runs REPEATS times in a fresh process, the commands in turn (round-robin, so
+that a shared machine's load weighs on all alike); medians are reported. A second set of
 processes does what the command does with clocks in between, to split its time into
 import (Python, TensorFlow, tensorflow-compression, hific_tf), load (the bundled model:
-build, weights, coding tables) and code (read, trace on first use, code, write). Last, the
-commands with the same model exported as a SavedModel. Writes
+build, weights, coding tables) and code (read, trace on first use, code, write). With --saved_model,
+also the commands with the same model exported as a SavedModel. Writes
 benchmarks/results/cli_startup.{json,png}.
 
     python benchmarks/cli_startup.py [--data=../shared/data] [--model=hific-tiny]
@@ -100,6 +101,8 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="Bundled model (default: the first "
                         "shipped one).")
     parser.add_argument("--results", type=Path, default=RESULTS, help="Output folder.")
+    parser.add_argument("--saved_model", action="store_true", help="Also time the model "
+                        "exported as a SavedModel.")
     parser.add_argument("--phases", choices=["compress", "decompress"])
     parser.add_argument("--source", type=Path)
     parser.add_argument("--target", type=Path)
@@ -120,53 +123,59 @@ def main() -> None:
     report = {"benchmark": "cli_startup", "model": model, "photo": PHOTO,
               "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(),
               "load_average_1min_before": os.getloadavg()[0]}
-    baseline = [wall_time([sys.executable, "-c", "import tensorflow, tensorflow_compression"])
-                for _ in range(REPEATS)]
-    report["import_tf_and_tfc_s"] = baseline
-    report["import_tf_and_tfc_median_s"] = statistics.median(baseline)
-    print(f"import tensorflow, tensorflow_compression: {statistics.median(baseline):.2f} s")
+    bare_import = [sys.executable, "-c", "import tensorflow, tensorflow_compression"]
+    runs = {"import": [], "compress": [], "decompress": []}
+    splits = {"compress": [], "decompress": []}
+    outer = {"compress": [], "decompress": []}
     with tempfile.TemporaryDirectory() as scratch:
         coded = Path(scratch) / "photo.hfc"
         decoded = Path(scratch) / "photo.png"
-        for operation, source, target in (("compress", photo, coded),
-                                          ("decompress", coded, decoded)):
-            cli = [wall_time([sys.executable, "-m", "hific_tf.cli.main", operation,
-                              f"--model={model}", str(source), f"--output={target}",
-                              "--overwrite"]) for _ in range(REPEATS)]
-            splits, outer = [], []
-            for _ in range(REPEATS):
+        steps = (("compress", photo, coded), ("decompress", coded, decoded))
+        # Round-robin, so that a busy (shared) machine weighs on every measure alike.
+        for round_ in range(REPEATS):
+            runs["import"].append(wall_time(bare_import))
+            for operation, source, target in steps:
+                runs[operation].append(wall_time(
+                    [sys.executable, "-m", "hific_tf.cli.main", operation, f"--model={model}",
+                     str(source), f"--output={target}", "--overwrite"]))
                 started = time.perf_counter()
                 output = subprocess.run(
                     [sys.executable, __file__, f"--phases={operation}", f"--model={model}",
                      f"--source={source}", f"--target={target}"], check=True,
                     capture_output=True, text=True, env=ENVIRONMENT).stdout
-                outer.append(time.perf_counter() - started)
-                splits.append(json.loads(output.strip().splitlines()[-1]))
-            medians = {part: statistics.median(s[part] for s in splits)
+                outer[operation].append(time.perf_counter() - started)
+                splits[operation].append(json.loads(output.strip().splitlines()[-1]))
+            print(f"round {round_ + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s"
+                                                     for k, v in runs.items()), flush=True)
+        report["import_tf_and_tfc_s"] = runs["import"]
+        report["import_tf_and_tfc_median_s"] = statistics.median(runs["import"])
+        for operation, _, _ in steps:
+            medians = {part: statistics.median(s[part] for s in splits[operation])
                        for part in ("import", "load", "code")}
-            start = statistics.median(o - sum(s.values())
-                                      for o, s in zip(outer, splits, strict=True))
+            start = statistics.median(o - sum(s.values()) for o, s in
+                                      zip(outer[operation], splits[operation], strict=True))
+            cli = runs[operation]
             report[operation] = {"cli_s": cli, "cli_median_s": statistics.median(cli),
-                                 "phases_s": splits, "phases_median_s": medians,
+                                 "phases_s": splits[operation], "phases_median_s": medians,
                                  "python_start_median_s": start}
             margin = statistics.median(cli) - report["import_tf_and_tfc_median_s"]
             print(f"hific-tf {operation}: {statistics.median(cli):.2f} s "
                   f"(import + {margin:.2f} s); split: python start {start:.2f} s, "
                   + ", ".join(f"{k} {v:.2f} s" for k, v in medians.items()))
-        # The same model exported as a SavedModel: no building or tracing, a graph to load.
-        from hific_tf.export import export_saved_model
+        if args.saved_model:
+            # The same model exported as a SavedModel: nothing to build or trace.
+            from hific_tf.export import export_saved_model
 
-        saved_model = Path(scratch) / "saved_model"
-        export_saved_model(zoo.load_bundled(model), saved_model)
-        for operation, source, target in (("compress", photo, coded),
-                                          ("decompress", coded, decoded)):
-            cli = [wall_time([sys.executable, "-m", "hific_tf.cli.main", operation,
-                              f"--model={saved_model}", str(source), f"--output={target}",
-                              "--overwrite"]) for _ in range(REPEATS)]
-            report[f"{operation}_saved_model"] = {"cli_s": cli,
-                                                  "cli_median_s": statistics.median(cli)}
-            print(f"hific-tf {operation} with {model} as a SavedModel: "
-                  f"{statistics.median(cli):.2f} s")
+            saved_model = Path(scratch) / "saved_model"
+            export_saved_model(zoo.load_bundled(model), saved_model)
+            for operation, source, target in steps:
+                cli = [wall_time([sys.executable, "-m", "hific_tf.cli.main", operation,
+                                  f"--model={saved_model}", str(source), f"--output={target}",
+                                  "--overwrite"]) for _ in range(REPEATS)]
+                report[f"{operation}_saved_model"] = {"cli_s": cli,
+                                                      "cli_median_s": statistics.median(cli)}
+                print(f"hific-tf {operation} with {model} as a SavedModel: "
+                      f"{statistics.median(cli):.2f} s")
     report["load_average_1min_after"] = os.getloadavg()[0]
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / "cli_startup.json").write_text(json.dumps(report, indent=2) + "\n")
