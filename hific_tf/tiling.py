@@ -106,8 +106,9 @@ def _convolutions(layers: list[tf.keras.layers.Layer]) -> list[tf.keras.layers.L
 
 
 def _widest(layers: list[tf.keras.layers.Layer], stride: int) -> float:
-    """The most channels per output pixel of the chain's final resolution that any layer's
-    output holds, given the chain starts at `stride` times that resolution."""
+    """The most channels per reference pixel that any layer's output holds, where one
+    position of the chain's input spans `stride` reference pixels along each axis (E: 1,
+    the image itself; G's tail: the latent stride, its output being the reference)."""
     widest = 0.0
     for layer in layers:
         if isinstance(layer, tf.keras.layers.Conv2DTranspose):
