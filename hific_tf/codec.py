@@ -32,6 +32,15 @@ class Codec:
         self.functions = functions
         self.name = name
 
+    def set_memory_budget(self, memory_budget: int | None) -> None:
+        """Sets the memory (bytes, whole process) that coding aims to stay within; models
+        without tiling (published ones, SavedModels exported before it) ignore it."""
+        settings = getattr(self.functions, "tile_settings", None)
+        if settings is not None:
+            from hific_tf.tiling import configure
+
+            configure(settings, memory_budget)
+
     def compress(self, image: np.ndarray) -> bytes:
         """uint8 [H, W, 3] → the bytes of an `.hfc` file."""
         image = check_rgb_uint8(image)
@@ -55,11 +64,20 @@ def is_saved_model(path: str | Path) -> bool:
     return (Path(path) / "saved_model.pb").is_file()
 
 
-def load_codec(model: str | Path, published_dir: str | Path | None = None) -> Codec:
+def load_codec(model: str | Path, published_dir: str | Path | None = None,
+               memory_budget: int | None = None) -> Codec:
     """Opens a model as a codec: a bundled model's name, a published model's name
     (hific-lo/-mi/-hi, which write .tfci files; looked up in `published_dir`, else as
     `hific_tf.published.metagraph_path` says), a SavedModel or a checkpoint directory (one
-    converted from a published model writes .tfci files too)."""
+    converted from a published model writes .tfci files too); `memory_budget` (bytes,
+    default 2 GiB) sizes the tiles of large images."""
+    codec = _open_codec(model, published_dir)
+    if memory_budget is not None and isinstance(codec, Codec):  # Published models: whole.
+        codec.set_memory_budget(memory_budget)
+    return codec
+
+
+def _open_codec(model: str | Path, published_dir: str | Path | None) -> Codec:
     from hific_tf import published, zoo
 
     if str(model) in published.MODEL_NAMES:

@@ -26,6 +26,8 @@ def export_saved_model(model: HiFiC, directory: str | Path, overwrite: bool = Fa
     module.model_variables = list(model.variables)
     module.compress = model.compress
     module.decompress = model.decompress
+    # Loaded back, `tile_settings.memory_budget` sets the memory that coding aims for.
+    module.tile_settings = model.tile_settings
 
     @tf.function(input_signature=model.compress.input_signature)
     def compress_signature(image: tf.Tensor) -> dict[str, tf.Tensor]:

@@ -30,7 +30,11 @@ class ChannelNorm(tf.keras.layers.Layer):
         mean = tf.reduce_mean(inputs, axis=-1, keepdims=True)
         centred = inputs - tf.stop_gradient(mean)
         variance = tf.reduce_sum(tf.square(centred), axis=-1, keepdims=True) / (channels - 1)
-        normalised = (inputs - mean) * tf.math.rsqrt(variance + self.epsilon)
+        # A division by the square root, both correctly rounded, rather than rsqrt, whose
+        # vectorised and scalar kernels differ in the last bit: each pixel then normalises
+        # identically wherever it lies in a tensor, which tiled coding relies on.
+        # (divide_no_nan, because graph optimisation rewrites x / sqrt(y) into rsqrt.)
+        normalised = tf.math.divide_no_nan(inputs - mean, tf.sqrt(variance + self.epsilon))
         return self.gamma * normalised + self.beta
 
     def get_config(self) -> dict:
@@ -48,6 +52,8 @@ def conv_transpose(filters: int, kernel_size: int, strides: int = 2,
                    activation: str | None = None,
                    name: str | None = None) -> tf.keras.layers.Conv2DTranspose:
     """A "same"-padded transposed convolution that multiplies each side by `strides`."""
+    if (kernel_size, strides) == (3, 2):
+        return PhaseConv2DTranspose(filters, activation=activation, name=name)
     return tf.keras.layers.Conv2DTranspose(filters, kernel_size, strides=strides,
                                            padding="same", activation=activation, name=name)
 
@@ -111,6 +117,43 @@ class ZeroPaddedConv2DTranspose(tf.keras.layers.Conv2DTranspose):
         if self.use_bias:
             outputs = tf.nn.bias_add(outputs, self.bias)
         return outputs if self.activation is None else self.activation(outputs)
+
+
+class PhaseConv2DTranspose(tf.keras.layers.Conv2DTranspose):
+    """The 3x3, stride-2, "same" transposed convolution, computed outside training as one
+    ordinary 2x2 convolution giving the four output phases, then depth_to_space.
+
+    Same weights and the same sums as Keras' layer, in another order. The reason is
+    determinism: multi-threaded oneDNN splits a transposed convolution's work by the
+    tensor's shape and rounds some outputs differently in the last bit, so an image
+    decoded in tiles would differ from one decoded whole; an ordinary convolution rounds
+    every output alike (tiling.py relies on that). Training keeps Keras' kernel.
+
+    With no top/left padding, output 2m + p reads inputs m - 1 and m: for p = 0 through
+    kernel taps 2 and 0, for p = 1 through tap 1 only (the other tap is zero).
+    """
+
+    # Per output phase, the kernel tap applied to inputs m - 1 and m (3: none).
+    _TAPS = ((2, 0), (3, 1))
+
+    def __init__(self, filters: int, activation: str | None = None, **kwargs) -> None:
+        super().__init__(filters, 3, strides=2, padding="same", activation=activation,
+                         **kwargs)
+
+    def call(self, inputs: tf.Tensor, training: bool | None = None) -> tf.Tensor:
+        if training:
+            return super().call(inputs)
+        # [3, 3, out, in] → [4, 4, in, out] with a zero tap at index 3.
+        kernel = tf.pad(tf.transpose(self.kernel, [0, 1, 3, 2]), [[0, 1], [0, 1], [0, 0],
+                                                                   [0, 0]])
+        phases = [tf.gather(tf.gather(kernel, self._TAPS[row], axis=0), self._TAPS[column],
+                            axis=1)
+                  for row in (0, 1) for column in (0, 1)]
+        padded = tf.pad(inputs, [[0, 0], [1, 0], [1, 0], [0, 0]])
+        outputs = tf.nn.conv2d(padded, tf.concat(phases, axis=-1), 1, "VALID")
+        outputs = tf.nn.depth_to_space(outputs, 2)
+        outputs = tf.nn.bias_add(outputs, self.bias)
+        return self.activation(outputs) if self.activation is not None else outputs
 
 
 class ResidualBlock(tf.keras.layers.Layer):

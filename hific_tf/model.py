@@ -12,11 +12,12 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from hific_tf import bitstream
+from hific_tf import bitstream, tiling
 from hific_tf.configs import ModelConfig
 from hific_tf.entropy_coding import CodingTables, ZTables
 from hific_tf.hyperprior import Coded, Hyperprior
 from hific_tf.networks import Encoder, Generator
+from hific_tf.tiling import Tiler, to_uint8
 
 
 class ForwardOutputs(NamedTuple):
@@ -56,11 +57,6 @@ def reflect_pad(image: tf.Tensor, multiple: int) -> tf.Tensor:
     return tf.gather(image, mirrored_indices(shape[1]), axis=1)
 
 
-def to_uint8(image: tf.Tensor) -> tf.Tensor:
-    """Rounds and clips an image on the [0, 1] scale to uint8."""
-    return tf.saturate_cast(tf.round(image * 255.0), tf.uint8)
-
-
 class HiFiC(tf.keras.Model):
     """The codec: encoder E, generator G and hyperprior P (D lives with training)."""
 
@@ -71,12 +67,19 @@ class HiFiC(tf.keras.Model):
         self.generator = Generator(config)
         self.hyperprior = Hyperprior(config)
         self.model_id: tf.Variable | None = None
+        self.tiler: Tiler | None = None
 
     def build_weights(self) -> HiFiC:
-        """Creates every variable by running a minimal forward pass; returns self."""
-        if not self.built:
+        """Creates every variable, in a forward pass's order, by running each network once
+        on a minimal input; returns self. (Not the forward pass itself, whose entropy models
+        take seconds eagerly: start-up time of every command.)"""
+        if not self.encoder.built:
             side = self.config.pad_multiple
-            self(tf.zeros([1, side, side, 3]), training=False)
+            y = self.encoder(tf.zeros([1, side, side, 3]))
+            z = self.hyperprior.analysis(y)
+            self.hyperprior.synthesis_mean(z)
+            self.hyperprior.synthesis_scale(z)
+            self.generator(y)
         return self
 
     def call(self, images: tf.Tensor, training: bool = True) -> ForwardOutputs:
@@ -113,6 +116,9 @@ class HiFiC(tf.keras.Model):
         self.build_weights()
         self.hyperprior.prepare_for_coding(tables, z_tables)
         self.model_id = tf.Variable(self.fingerprint(), trainable=False, name="model_id")
+        self.tiler = Tiler(self.encoder, self.generator,
+                           sum(int(tf.size(v)) * v.dtype.size for v in self.variables
+                               if v.dtype != tf.string))
         return self
 
     @property
@@ -120,6 +126,18 @@ class HiFiC(tf.keras.Model):
         """The fixed coding tables (after prepare_for_coding)."""
         self._check_prepared()
         return self.hyperprior.tables
+
+    @property
+    def tile_settings(self) -> tiling.TileSettings:
+        """The memory budget and tile cap that coding reads (tiling.py)."""
+        self._check_prepared()
+        return self.tiler.settings
+
+    def set_memory_budget(self, memory_budget: int | None = None, max_tile: int = 0) -> None:
+        """Sets the memory (bytes, whole process; None: 2 GiB) that coding aims to stay
+        within, which sizes E's and G's tiles, and optionally a cap on tile sides in
+        latents (0: none)."""
+        tiling.configure(self.tile_settings, memory_budget, max_tile)
 
     def fingerprint(self) -> bytes:
         """A 16-byte hash of the architecture, every weight and the coding tables.
@@ -152,9 +170,9 @@ class HiFiC(tf.keras.Model):
             "image size ", tf.strings.as_string(height), "x", tf.strings.as_string(width),
             f" is outside 1x1 to {bitstream.MAX_SIDE}x{bitstream.MAX_SIDE}")
         with tf.control_dependencies([size_ok]):
-            x = tf.cast(image, tf.float32) / 255.0
-            x = reflect_pad(x, self.config.pad_multiple)[tf.newaxis]
-        return self.hyperprior.compress(self.encoder(x)), height, width
+            padded = reflect_pad(image, self.config.pad_multiple)
+        y = self.tiler.encode(self.encoder, padded)
+        return self.hyperprior.compress(y), height, width
 
     def decode_latent(self, data: tf.Tensor) -> Latent:
         """Validates a file and decodes its quantised latent y_hat."""
@@ -169,8 +187,8 @@ class HiFiC(tf.keras.Model):
 
     def synthesize(self, latent: Latent) -> tf.Tensor:
         """G applied to a decoded latent, cropped to the image size, as uint8 [H, W, 3]."""
-        image = self.generator(latent.y_hat)[0, :latent.height, :latent.width]
-        return to_uint8(image)
+        return self.tiler.synthesize(self.generator, latent.y_hat, latent.height,
+                                     latent.width)
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8, name="image")],
                  autograph=False)

@@ -40,11 +40,15 @@ class Generator(tf.keras.Model):
         self.tail = tf.keras.Sequential(upsampling_layers, name="tail")
 
     def call(self, latent: tf.Tensor) -> tf.Tensor:
+        return self.tail(self.body(latent))
+
+    def body(self, latent: tf.Tensor) -> tf.Tensor:
+        """The head and residual blocks with their skip: G at the latent resolution."""
         head = self.head(latent)
         hidden = head
         for block in self.residual_blocks:
             hidden = block(hidden)
-        return self.tail(head + hidden)
+        return head + hidden
 
 
 class Discriminator(tf.keras.Model):

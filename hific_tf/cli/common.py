@@ -3,6 +3,7 @@ evaluation report (evaluate, demo)."""
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 import warnings
@@ -23,6 +24,25 @@ if TYPE_CHECKING:
 
     from hific_tf.classic_codecs import ClassicCodec
     from hific_tf.evaluation import Entry, Measures
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 10**3, "kib": 2**10, "m": 2**20,
+               "mb": 10**6, "mib": 2**20, "g": 2**30, "gb": 10**9, "gib": 2**30,
+               "t": 2**40, "tb": 10**12, "tib": 2**40}
+
+
+def parse_memory_size(text: str, flag: str = "memory_budget") -> int:
+    """'2GiB', '1.5GB', '512M', '3000000000' → bytes (K/M/G alone are binary units); a
+    UserError naming --`flag` for anything else or a size under 1 MiB."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]*)\s*", text)
+    if match is None or match[2].lower() not in _SIZE_UNITS:
+        raise UserError(f"--{flag}={text} is not a memory size; write it like 2GiB, 1.5GB "
+                        "or 512MiB")
+    size = int(float(match[1]) * _SIZE_UNITS[match[2].lower()])
+    if size < 2**20:
+        raise UserError(f"--{flag}={text} is below 1 MiB; give the memory in bytes or with "
+                        "a unit, e.g. 2GiB")
+    return size
 
 
 def fail(message: str) -> None:

@@ -9,6 +9,7 @@ from absl import flags
 from hific_tf import images
 from hific_tf.bitstream import FILE_SUFFIX
 from hific_tf.cli import common
+from hific_tf.cli.memory_flag import MEMORY_BUDGET
 from hific_tf.cli.published_flag import PUBLISHED_DIR
 
 _MODEL = flags.DEFINE_string(
@@ -25,9 +26,10 @@ def main(argv: list[str]) -> int:
 
     suffix = published.TFCI_SUFFIX if published.writes_tfci(_MODEL.value) else FILE_SUFFIX
     pairs = common.pair_paths(argv[1:], _OUTPUT.value, common.IMAGE_INPUTS, suffix)
+    memory_budget = common.parse_memory_size(MEMORY_BUDGET.value)
     from hific_tf.codec import load_codec  # TensorFlow loads only after the flags check.
 
-    codec = load_codec(_MODEL.value, PUBLISHED_DIR.value)
+    codec = load_codec(_MODEL.value, PUBLISHED_DIR.value, memory_budget)
 
     def convert(source: Path) -> tuple[bytes, str]:
         image = images.read_image(source)

@@ -8,6 +8,7 @@ from absl import flags
 
 from hific_tf import images
 from hific_tf.cli import common
+from hific_tf.cli.memory_flag import MEMORY_BUDGET
 from hific_tf.cli.published_flag import PUBLISHED_DIR
 from hific_tf.errors import UserError
 
@@ -22,9 +23,10 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace existing output file
 
 def main(argv: list[str]) -> int:
     pairs = common.pair_paths(argv[1:], _OUTPUT.value, common.COMPRESSED_INPUTS, ".png")
+    memory_budget = common.parse_memory_size(MEMORY_BUDGET.value)
     from hific_tf.codec import load_codec  # TensorFlow loads only after the flags check.
 
-    codec = load_codec(_MODEL.value, PUBLISHED_DIR.value)
+    codec = load_codec(_MODEL.value, PUBLISHED_DIR.value, memory_budget)
 
     def convert(source: Path) -> tuple[bytes, str]:
         try:

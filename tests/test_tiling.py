@@ -1,0 +1,177 @@
+"""Tiled coding writes the files and decodes the images of untiled coding, bit for bit."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from hific_tf import tiling, zoo
+from hific_tf.cli.common import parse_memory_size
+from hific_tf.configs import model_preset
+from hific_tf.errors import UserError
+from hific_tf.images import read_image
+from hific_tf.model import HiFiC
+from hific_tf.networks import Encoder, Generator
+
+from conftest import make_tiny_model, run_cli
+
+
+def code(model: HiFiC, image: np.ndarray, memory_budget: int | None = None,
+         max_tile: int = 0) -> tuple[bytes, np.ndarray]:
+    """The file and the decoded image under the given tile settings (then the defaults)."""
+    model.set_memory_budget(memory_budget, max_tile)
+    try:
+        data = model.compress(image).numpy()
+        return data, model.decompress(data).numpy()
+    finally:
+        model.set_memory_budget()
+
+
+def assert_tiling_changes_nothing(model: HiFiC, image: np.ndarray, **tiles) -> None:
+    whole_data, whole_image = code(model, image)
+    tiled_data, tiled_image = code(model, image, **tiles)
+    assert tiled_data == whole_data
+    assert tiled_image.shape == image.shape
+    np.testing.assert_array_equal(tiled_image, whole_image)
+
+
+def test_halos_of_the_paper_model_match_a_count_by_hand():
+    config = model_preset("hific")
+    tiler = tiling.Tiler(Encoder(config), Generator(config), weight_bytes=0)
+    # Latent p reads pixels 16p - 19 ... 16p + 49: the 7x7 conv, four stride-2 3x3 convs
+    # (inputs 2o ... 2o + 2) and a 3x3 conv; so 2 latents before and 3 after.
+    assert tiler.encoder_halo == (2, 3)
+    # The head's conv and two per residual block, all 3x3.
+    assert tiler.body_halo == (1 + 2 * 9, 1 + 2 * 9)
+    # Pixels of latent p read latents p - 2 ... p + 1 through the transposed convs and 7x7.
+    assert tiler.tail_halo == (2, 1)
+
+
+def test_halos_are_the_networks_measured_reach():
+    model = make_tiny_model()
+    tiler = model.tiler
+    stride = tiler.stride
+    # E: the pixels whose values reach latent (8, 8), from the gradient.
+    pixels = tf.Variable(tf.random.uniform([1, 512, 512, 3], seed=1))
+    with tf.GradientTape() as tape:
+        target = tf.reduce_sum(model.encoder(pixels)[0, 8, 8])
+    rows = np.nonzero(np.any(tape.gradient(target, pixels).numpy()[0] != 0, axis=(1, 2)))[0]
+    before, after = tiler.encoder_halo
+    assert -(-(8 * stride - rows.min()) // stride) == before
+    assert -(-(rows.max() - (9 * stride - 1)) // stride) == after
+    # G: the output rows that change when one channel of one latent row changes (all
+    # channels alike would vanish in G's first ChannelNorm).
+    channels = model.config.latent_channels
+    y_hat = tf.round(tf.random.normal([1, 24, 6, channels], seed=2) * 3)
+    changed = y_hat + 4.0 * tf.one_hot(12, 24)[None, :, None, None] * tf.one_hot(0, channels)
+    difference = model.generator(changed).numpy() != model.generator(y_hat).numpy()
+    blocks = np.nonzero(np.any(difference[0], axis=(1, 2)))[0] // stride
+    reach_before = tiler.tail_halo[0] + tiler.body_halo[0]
+    reach_after = tiler.tail_halo[1] + tiler.body_halo[1]
+    # Output block a reads latents a - before ... a + after, so latent 12 reaches blocks
+    # 12 - after ... 12 + before, and the network's reach is exactly that.
+    assert (blocks.min(), blocks.max()) == (12 - reach_after, 12 + reach_before)
+
+
+@pytest.mark.parametrize("height,width", [(1, 1), (17, 33), (100, 37), (131, 77),
+                                          (200, 300)])
+@pytest.mark.parametrize("max_tile", [1, 2, 3])
+def test_small_tiles_at_odd_sizes_change_nothing(tiny_model, rng, height, width, max_tile):
+    # Tiles of 1-3 latents a side, smaller than every halo (E 2 and 3, G 3 + 2 and 3 + 1).
+    image = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+    assert_tiling_changes_nothing(tiny_model, image, max_tile=max_tile)
+
+
+def test_tile_sides_follow_the_budget(tiny_model):
+    tiler = tiny_model.tiler
+    rows, columns = tf.constant(32), tf.constant(48)  # a 768x512 photo
+    # The default budget holds a photo whole: one tile, the untiled networks.
+    assert int(tiler.encoder_side(rows, columns)) == 48
+    assert int(tiler.generator_side(rows, columns)) == 48
+    sides = []
+    for megabytes in (4000, 1000, 660, 100):
+        tiny_model.set_memory_budget(megabytes * 2**20)
+        sides.append((int(tiler.encoder_side(rows, columns)),
+                      int(tiler.generator_side(rows, columns))))
+    tiny_model.set_memory_budget()
+    assert sides[0] == (48, 48)
+    assert all(a >= b for a, b in itertools.pairwise(sides))
+    assert sides[-1] == (1, 1)  # below the weights and runtime: the smallest tiles
+    # 660 MiB leaves about 17 MiB above the weights and the runtime, where E on the whole
+    # photo needs 30 (80 bytes a pixel).
+    assert sides[2][0] < 48
+    with pytest.raises(ValueError, match="must be positive"):
+        tiny_model.set_memory_budget(0)
+
+
+@pytest.mark.parametrize("text,size", [("2GiB", 2 * 2**30), ("1.5GB", 1_500_000_000),
+                                       ("512M", 512 * 2**20), ("3000000000", 3_000_000_000),
+                                       (" 8 gib ", 8 * 2**30)])
+def test_memory_sizes_parse(text, size):
+    assert parse_memory_size(text) == size
+
+
+@pytest.mark.parametrize("text,message", [("lots", "is not a memory size"),
+                                          ("2 GiBs", "is not a memory size"),
+                                          ("-1GiB", "is not a memory size"),
+                                          ("0", "is below 1 MiB"), ("100KiB", "is below 1 MiB")])
+def test_bad_memory_sizes_say_how_to_write_one(text, message):
+    with pytest.raises(UserError, match=f"--memory_budget={text} {message}"):
+        parse_memory_size(text)
+
+
+@pytest.fixture(scope="module")
+def bundled() -> HiFiC:
+    name = zoo.SHIPPED_MODELS[0]
+    if name not in zoo.bundled_names():
+        pytest.skip(f"{name} is not bundled (make small-models writes it)")
+    return zoo.load_bundled(name)
+
+
+@pytest.mark.slow
+def test_bundled_model_codes_val768_alike_in_tiles_smaller_than_its_halo(bundled, val768):
+    assert len(val768) == 5
+    assert bundled.tiler.body_halo[0] > 5
+    for path in val768:
+        assert_tiling_changes_nothing(bundled, read_image(path), max_tile=5)
+
+
+@pytest.mark.slow
+def test_bundled_model_codes_a_2560x1600_photo_alike_within_a_small_budget(bundled,
+                                                                            data_dir):
+    image = read_image(data_dir / "photos" / "train" / "mate_Garden.jpg")
+    assert image.shape == (1600, 2560, 3)
+    budget = 720 * 2**20  # about 30 MiB above the weights, runtime and whole latents
+    bundled.set_memory_budget(budget)
+    sides = (int(bundled.tiler.encoder_side(tf.constant(100), tf.constant(160))),
+             int(bundled.tiler.generator_side(tf.constant(100), tf.constant(160))))
+    bundled.set_memory_budget()
+    assert sides[0] < 100 and sides[1] < 100, sides  # the budget tiles E and G
+    assert_tiling_changes_nothing(bundled, image, memory_budget=budget)
+
+
+@pytest.mark.slow
+def test_saved_model_takes_a_budget_after_loading(tmp_path, tiny_model, rng):
+    from hific_tf.codec import load_codec
+    from hific_tf.export import export_saved_model
+
+    export_saved_model(tiny_model, tmp_path / "saved_model")
+    codec = load_codec(tmp_path / "saved_model", memory_budget=2**30)
+    image = rng.integers(0, 256, size=(150, 170, 3), dtype=np.uint8)
+    whole_data, whole_image = code(tiny_model, image)
+    tiling.configure(codec.functions.tile_settings, max_tile=2)
+    assert int(codec.functions.tile_settings.memory_budget.numpy()) == tiling.DEFAULT_MEMORY_BUDGET
+    assert codec.compress(image) == whole_data
+    np.testing.assert_array_equal(codec.decompress(whole_data), whole_image)
+
+
+@pytest.mark.slow
+def test_a_bad_memory_budget_is_one_clean_error(tmp_path, val768):
+    result = run_cli("compress", "--model=hific-small", "--memory_budget=2 gigs",
+                     str(val768[0]), f"--output={tmp_path / 'out.hfc'}")
+    assert result.returncode == 1
+    assert result.stderr.strip() == ("hific-tf: error: --memory_budget=2 gigs is not a memory "
+                                     "size; write it like 2GiB, 1.5GB or 512MiB")
