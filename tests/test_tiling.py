@@ -141,8 +141,8 @@ def test_bundled_model_codes_val768_alike_in_tiles_smaller_than_its_halo(bundled
 
 @pytest.mark.slow
 def test_bundled_model_codes_a_2560x1600_photo_alike_within_a_small_budget(bundled,
-                                                                            data_dir):
-    image = read_image(data_dir / "photos" / "train" / "mate_Garden.jpg")
+                                                                            train_photos):
+    image = read_image(train_photos / "mate_Garden.jpg")
     assert image.shape == (1600, 2560, 3)
     budget = 720 * 2**20  # about 30 MiB above the weights, runtime and whole latents
     bundled.set_memory_budget(budget)
@@ -169,9 +169,9 @@ def test_saved_model_takes_a_budget_after_loading(tmp_path, tiny_model, rng):
 
 
 @pytest.mark.slow
-def test_a_bad_memory_budget_is_one_clean_error(tmp_path, val768):
+def test_a_bad_memory_budget_is_one_clean_error(tmp_path, photos):
     result = run_cli("compress", "--model=hific-small", "--memory_budget=2 gigs",
-                     str(val768[0]), f"--output={tmp_path / 'out.hfc'}")
+                     str(photos[0]), f"--output={tmp_path / 'out.hfc'}")
     assert result.returncode == 1
     assert result.stderr.strip() == ("hific-tf: error: --memory_budget=2 gigs is not a memory "
                                      "size; write it like 2GiB, 1.5GB or 512MiB")
