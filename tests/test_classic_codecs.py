@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hific_tf import codecs
+from hific_tf import classic_codecs
 from hific_tf.classic_codecs import (
     CLASSIC_CODECS,
     AvifCodec,
@@ -188,7 +188,7 @@ def test_tool_failure_shows_its_message(name, tool):
 
 def test_tool_timeout_is_a_user_error(monkeypatch):
     codec = usable(get_codec("jpegxl"))
-    monkeypatch.setattr(codecs, "TOOL_TIMEOUT_S", 1e-4)
+    monkeypatch.setattr(classic_codecs, "TOOL_TIMEOUT_S", 1e-4)
     with pytest.raises(UserError, match=r"^cjxl did not finish within 0\.0001 s$"):
         codec.encode(np.zeros((64, 64, 3), np.uint8), 1.0)
 
