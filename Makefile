@@ -52,6 +52,9 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/entropy_parameters.py --data=$(SHARED_DATA)
 	$(BIN)/python benchmarks/portability_full_size.py --data=$(SHARED_DATA)
 	$(BIN)/python benchmarks/fuzz_decoder.py
+	$(BIN)/python benchmarks/tiled_coding.py --data=$(SHARED_DATA)
+	$(BIN)/python benchmarks/cli_startup.py --data=$(SHARED_DATA)
+	$(BIN)/python benchmarks/perceptual_check.py --data=$(SHARED_DATA)
 
 # The bundled small models: stage 1 (no GAN), then from it two equally long runs on larger
 # crops, one with the GAN (hific-small) and one without (mselpips-small, the matched control);
