@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +70,14 @@ class ModelConfig:
         """Image sides are padded to a multiple of this (16, as the authors' coder does) so
         that y is exactly H/16 x W/16; z is ceil(y / 4), and h_s's outputs are cropped."""
         return self.latent_stride
+
+    def scale_table(self) -> list[float]:
+        """The Gaussian conditional's scales, exp(linspace(ln scale_min, ln scale_max,
+        num_scales)): what the hyperprior's scale function gives at whole indexes, the table
+        y's coding tables are built on, and what the importer checks a graph's rule against."""
+        low, high = math.log(self.scale_min), math.log(self.scale_max)
+        step = (high - low) / max(self.num_scales - 1, 1)
+        return [math.exp(low + index * step) for index in range(self.num_scales)]
 
     def same_networks(self, other: ModelConfig) -> bool:
         """True if `other` has the same networks, however it evaluates h_s when coding."""

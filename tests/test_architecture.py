@@ -141,6 +141,7 @@ def test_the_model_codes_y_with_the_papers_scale_table():
     y_model = HiFiC(ModelConfig()).hyperprior.y_model
     table = y_model.parameter_fns["scale"](tf.range(64, dtype=tf.float32)).numpy()
     np.testing.assert_allclose(table, np.geomspace(0.11, 256.0, 64), rtol=1e-5)
+    np.testing.assert_allclose(ModelConfig().scale_table(), table, rtol=1e-6)
     assert y_model.index_ranges == (64,)
 
 
