@@ -64,7 +64,7 @@ def test_fid_and_kid_with_the_real_inception(photos):
     images = {p.name: read_image(p) for p in photos[:2]}
 
     def blur(image: np.ndarray) -> CodedImage:
-        smoothed = tf.nn.avg_pool2d(tf.constant(image[None], tf.float32), 5, 1, "SAME")
+        smoothed = tf.nn.avg_pool2d(tf.constant(image[None], tf.float32), 11, 1, "SAME")
         return CodedImage(1000, tf.cast(tf.round(smoothed[0]), tf.uint8).numpy())
 
     entries = [Entry("identity", "model", None, lambda x: CodedImage(1000, x)),

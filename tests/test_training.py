@@ -382,7 +382,7 @@ def test_validation_records_bpp_psnr_and_niqe_on_whole_photos(tmp_path, train_fo
     model = trainer.model
     expected_psnr, expected_niqe = [], []
     for photo in photos:
-        padded = reflect_pad(tf.constant(photo, tf.float32) / 255.0, 64)[tf.newaxis]
+        padded = reflect_pad(tf.constant(photo, tf.float32) / 255.0, 16)[tf.newaxis]
         reconstruction = to_uint8(model(padded, training=False).reconstruction[0, :200, :300])
         expected_psnr.append(float(psnr(photo, reconstruction)))
         expected_niqe.append(niqe(reconstruction.numpy()))
