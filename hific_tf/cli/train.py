@@ -42,9 +42,10 @@ _DATA = flags.DEFINE_list("data", None,
 _VALIDATION = flags.DEFINE_string(
     "validation_data", None, "Folder of photos to evaluate every --validate_every steps "
     "(bpp, PSNR and NIQE on whole images, never trained on).")
-_INIT_FROM = flags.DEFINE_string("init_from", None, "Stage-1 run directory, or the name of "
-                                 "a bundled model (e.g. mselpips-small), to take E, G and the "
-                                 "hyperprior from (stage 2 only; D starts fresh).")
+_INIT_FROM = flags.DEFINE_string("init_from", None, "Run directory, or the name of a bundled "
+                                 "model (e.g. mselpips-small), to take E, G and the hyperprior "
+                                 "from: stage 2 from stage 1, or a stage continued on other data "
+                                 "or losses (D, optimisers and step start fresh).")
 _INIT_FROM_PUBLISHED = flags.DEFINE_enum(
     "init_from_published", None, ["hific-lo", "hific-mi", "hific-hi"],
     "Start E, G and the hyperprior from a published model's weights, imported by structure "
@@ -148,8 +149,6 @@ def main(argv: list[str]) -> int:
         raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
     config = resolve_config()
     recipe = config.recipe
-    if _INIT_FROM.value and recipe.stage != "hific":
-        raise UserError("--init_from is for stage 2 (a hific-* preset)")
     if _INIT_FROM.value and _INIT_FROM_PUBLISHED.value:
         raise UserError("give --init_from or --init_from_published, not both")
     from hific_tf.data import training_dataset
