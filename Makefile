@@ -8,7 +8,6 @@ STAMP := $(VENV)/.installed-stamp
 PHOTOS ?= photos
 SHARED_DATA ?= ../shared/data
 SHARED_PHOTOS ?= $(SHARED_DATA)/photos
-TRAIN_DATA ?= $(SHARED_PHOTOS)/train
 VALIDATION_DATA ?= $(SHARED_PHOTOS)/val768
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
@@ -48,7 +47,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/codec_speed.py --data=$(SHARED_DATA)
 	$(BIN)/python benchmarks/train_step.py --data=$(SHARED_DATA)
-	$(BIN)/python benchmarks/bundled_models.py --input=$(VALIDATION_DATA)
+	$(BIN)/python benchmarks/bundled_models.py --photos=$(SHARED_PHOTOS)
 	$(BIN)/python benchmarks/entropy_parameters.py --data=$(SHARED_DATA)
 	$(BIN)/python benchmarks/portability_full_size.py --data=$(SHARED_DATA)
 	$(BIN)/python benchmarks/fuzz_decoder.py
@@ -56,25 +55,24 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/cli_startup.py --data=$(SHARED_DATA)
 	$(BIN)/python benchmarks/perceptual_check.py --data=$(SHARED_DATA)
 
-# The bundled small models: stage 1 (no GAN), then from it two equally long runs on larger
-# crops, one with the GAN (hific-small) and one without (mselpips-small, the matched control);
-# run directories resume, so the target also continues an interrupted recipe.
+# The bundled small models (docs/bundled-models.md): stage 1 continued from earlier stage-1
+# weights, then from it two equally long runs, one with the GAN (hific-small) and one without
+# (mselpips-small, the matched control), seed 1 of experiments/paper_claim_small; run
+# directories resume, so the target also continues an interrupted recipe.
 RUNS ?= $(HOME)/runs
-TRAIN_FLAGS := --cache_decoded --data=$(TRAIN_DATA) --validation_data=$(VALIDATION_DATA)
 # Each bundled model's reference (tests/test_bundled.py): its coding of this photo's centre crop.
 BUNDLE_FLAGS := --overwrite --check_images=$(VALIDATION_DATA) \
     --reference_image=photos/lomiri_life_by_Aitzol_Berasategi.png
 small-models: $(STAMP)
-	@for folder in "$(TRAIN_DATA)" "$(VALIDATION_DATA)"; do test -d "$$folder" || { \
-	    echo "make small-models: no photos at $$folder; pass TRAIN_DATA=DIR and" \
-	        "VALIDATION_DATA=DIR" >&2; exit 2; }; done
-	$(BIN)/hific-tf train --preset=small-mselpips --run_dir=$(RUNS)/small-mselpips $(TRAIN_FLAGS)
-	$(BIN)/hific-tf train --preset=small-hific-control --run_dir=$(RUNS)/small-hific-control \
-	    --init_from=$(RUNS)/small-mselpips $(TRAIN_FLAGS)
-	$(BIN)/hific-tf train --preset=small-hific --run_dir=$(RUNS)/small-hific \
-	    --init_from=$(RUNS)/small-mselpips $(TRAIN_FLAGS)
-	$(BIN)/hific-tf bundle --model=$(RUNS)/small-hific-control --name=mselpips-small $(BUNDLE_FLAGS)
-	$(BIN)/hific-tf bundle --model=$(RUNS)/small-hific --name=hific-small $(BUNDLE_FLAGS)
+	@for folder in "$(SHARED_PHOTOS)/train" "$(SHARED_PHOTOS)/more/train" "$(VALIDATION_DATA)"; do \
+	    test -d "$$folder" || { echo "make small-models: no photos at $$folder; pass" \
+	        "SHARED_PHOTOS=DIR (holding train and more/train) and VALIDATION_DATA=DIR" >&2; \
+	        exit 2; }; done
+	SEEDS=1 bash experiments/paper_claim_small/train.sh $(RUNS)/paper_claim_small $(SHARED_PHOTOS)
+	$(BIN)/hific-tf bundle --model=$(RUNS)/paper_claim_small/control-seed1 --name=mselpips-small \
+	    $(BUNDLE_FLAGS)
+	$(BIN)/hific-tf bundle --model=$(RUNS)/paper_claim_small/gan-seed1 --name=hific-small \
+	    $(BUNDLE_FLAGS)
 
 clean:
 	rm -rf out .pytest_cache .ruff_cache build *.egg-info

@@ -1,50 +1,48 @@
-"""The bundled models on val768 against JPEG, WebP and AVIF: the README's table and plots.
+"""The bundled models on the 20 validation photos against JPEG, WebP and AVIF: the README's
+table and plots.
 
-Runs `hific-tf demo` (both bundled models, the classic codecs at hific-small's mean bpp and
-twice it; bpp, PSNR, MS-SSIM, NIQE, LPIPS, FID/256 and KID/256) into a scratch folder, then
-keeps the summary, the
-per-image table, the rate-distortion plots and the side-by-side figure in
-benchmarks/results/bundled_val768/, with the machine and the demo's wall time.
+Runs `hific-tf evaluate` on photos/val768 and photos/more/val768 of the shared data (20
+photos, 768 x 512): both bundled models, then JPEG, WebP and AVIF aimed at hific-small's mean
+bpp and twice it; per photo bpp, PSNR, MS-SSIM, LPIPS and NIQE, and FID and KID over the
+FID/256 patches (8 per photo). Keeps the report in benchmarks/results/bundled_validation/,
+with the machine and the wall time.
 
-    .venv/bin/python benchmarks/bundled_models.py --input=VAL768_FOLDER   # make bench passes it
+    .venv/bin/python benchmarks/bundled_models.py --photos=../shared/data/photos
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from machine import machine
 
-RESULTS = Path(__file__).parent / "results" / "bundled_val768"
-KEPT = ("summary.json", "per_image.csv", "rd_psnr.png", "rd_ms_ssim.png", "rd_niqe.png",
-        "rd_lpips.png", "rd_fid.png", "rd_kid.png", "figure.png")
+RESULTS = Path(__file__).parent / "results" / "bundled_validation"
+FOLDERS = ("val768", "more/val768")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--input", required=True, help="folder of the val768 photos")
+    parser.add_argument("--photos", required=True,
+                        help="the shared photos folder, holding val768 and more/val768")
     arguments = parser.parse_args()
-    if not Path(arguments.input).is_dir():
-        print(f"skipped: {arguments.input} is not there (the project's photos)")
+    folders = [Path(arguments.photos) / name for name in FOLDERS]
+    missing = [str(folder) for folder in folders if not folder.is_dir()]
+    if missing:
+        print(f"skipped: {', '.join(missing)} not there (the project's shared photos)")
         return 0
-    with tempfile.TemporaryDirectory() as scratch:
-        started = time.monotonic()
-        subprocess.run([sys.executable, "-m", "hific_tf.cli.main", "demo",
-                        f"--input={arguments.input}", f"--output={scratch}"], check=True)
-        seconds = time.monotonic() - started
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        for name in KEPT:
-            shutil.copy(Path(scratch) / "report" / name, RESULTS / name)
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-m", "hific_tf.cli.main", "evaluate",
+                    f"--images={','.join(map(str, folders))}",
+                    "--models=hific-small,mselpips-small", "--codecs=jpeg,webp,avif",
+                    f"--output={RESULTS}"], check=True)
     (RESULTS / "run.json").write_text(json.dumps(
-        {"machine": machine(), "demo_seconds": round(seconds, 1), "input": arguments.input},
-        indent=2) + "\n")
+        {"machine": machine(), "seconds": round(time.monotonic() - started, 1),
+         "photos": [str(folder) for folder in folders]}, indent=2) + "\n")
     print(f"results in {RESULTS}")
     return 0
 

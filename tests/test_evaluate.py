@@ -14,9 +14,22 @@ from conftest import run_cli
 pytestmark = pytest.mark.slow
 
 
+def _folders_of(photos, tmp_path, groups: list[slice]) -> list[str]:
+    """Copies of the photos split over folders, as --images takes them."""
+    folders = []
+    for index, group in enumerate(groups):
+        folder = tmp_path / f"folder{index}"
+        folder.mkdir()
+        for photo in photos[group]:
+            (folder / photo.name).write_bytes(photo.read_bytes())
+        folders.append(str(folder))
+    return folders
+
+
 def test_report_with_a_model_and_jpeg_webp_avif(tmp_path, tiny_checkpoint, photos):
     output = tmp_path / "report"
-    result = run_cli("evaluate", f"--images={photos[0].parent}", f"--output={output}",
+    folders = _folders_of(photos, tmp_path, [slice(0, 2), slice(2, 3)])
+    result = run_cli("evaluate", f"--images={','.join(folders)}", f"--output={output}",
                      f"--models={tiny_checkpoint}", "--codecs=jpeg,webp,avif", timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "skipping" not in result.stdout and "skipped metrics" not in result.stdout
@@ -46,6 +59,15 @@ def test_report_with_a_model_and_jpeg_webp_avif(tmp_path, tiny_checkpoint, photo
     for plot in ("rd_psnr.png", "rd_ms_ssim.png", "rd_niqe.png", "rd_lpips.png", "rd_fid.png",
                  "rd_kid.png", "figure.png"):
         assert (output / plot).stat().st_size > 1000
+
+
+def test_a_photo_name_in_two_folders_is_refused(tmp_path, photos):
+    folders = _folders_of(photos, tmp_path, [slice(0, 2), slice(1, 3)])
+    result = run_cli("evaluate", f"--images={','.join(folders)}", "--rates=0.5",
+                     f"--output={tmp_path / 'report'}")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert f"{photos[1].name} appear in more than one folder" in result.stderr
+    assert not (tmp_path / "report").exists()
 
 
 def test_fid_and_kid_with_the_real_inception(photos):

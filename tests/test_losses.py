@@ -99,17 +99,20 @@ def test_paper_presets_follow_the_spec():
     assert not training_preset("mselpips-lo").recipe.uses_gan and lo.uses_gan
 
 
-def test_bundled_no_gan_model_is_the_gan_recipe_without_the_gan():
-    """mselpips-small is hific-small's control: the same 600 steps, differing only in beta
-    (and in D's update count, which reaches G only through the GAN term)."""
+def test_bundled_models_follow_the_papers_losses_and_the_control_only_drops_the_gan():
+    """hific-small has the paper's stage 2 (beta 0.15, one D update, k_P = 1); its control
+    mselpips-small runs the same steps with beta 0; both start from the same stage 1."""
     gan, control = training_preset("small-hific"), training_preset("small-hific-control")
-    assert control.recipe.differences(gan.recipe) == ["beta", "discriminator_steps"]
-    assert control.run == gan.run and gan.run.num_steps == 600
-    gan, control = gan.recipe, control.recipe
-    assert (gan.beta, control.beta) == (0.03, 0.0)
-    assert (gan.crop_size, gan.target_rate, gan.k_p) == (256, 0.23, 0.0)
+    assert control.recipe.differences(gan.recipe) == ["beta"]
+    assert control.run == gan.run and gan.run.num_steps == 1_200
     stage_one = training_preset("small-mselpips").recipe
-    assert not stage_one.uses_gan and stage_one.model == gan.model == control.model
+    assert stage_one.differences(gan.recipe) == ["stage", "beta"]
+    assert not stage_one.uses_gan and gan.recipe.uses_gan
+    gan, control = gan.recipe, control.recipe
+    assert (gan.beta, control.beta) == (0.15, 0.0)
+    assert (gan.discriminator_steps, gan.discriminator_shift) == (1, 0)
+    assert (gan.k_p, gan.k_m, gan.learning_rate) == (1.0, 0.075 * 2.0**-5, 1e-4)
+    assert (gan.model, gan.target_rate, gan.crop_size) == ("small", 0.24, 128)
 
 
 def test_resume_check_compares_the_recipe_not_the_run():

@@ -49,10 +49,8 @@ def weights(module: tf.Module) -> list[np.ndarray]:
     return [v.numpy() for v in module.trainable_variables]
 
 
-def test_loss_falls_and_rate_moves_towards_the_target(tmp_path, train_folder):
-    config = small("tiny-mselpips", num_steps=40, batch_size=4, crop_size=64)
-    trainer = Trainer(config, tmp_path / "run")
-    trainer.restore_or_initialize()
+def record_steps(trainer: Trainer) -> list[dict[str, float]]:
+    """Wraps the trainer's step so that every step's metrics are appended to the list."""
     history = []
     original = trainer.train_step
 
@@ -62,6 +60,14 @@ def test_loss_falls_and_rate_moves_towards_the_target(tmp_path, train_folder):
         return metrics
 
     trainer.train_step = recording_step
+    return history
+
+
+def test_loss_falls_and_rate_moves_towards_the_target(tmp_path, train_folder):
+    config = small("tiny-mselpips", num_steps=40, batch_size=4, crop_size=64)
+    trainer = Trainer(config, tmp_path / "run")
+    trainer.restore_or_initialize()
+    history = record_steps(trainer)
     lines = []
     trainer.fit(dataset_for(trainer, train_folder), log=lines.append)
     first, last = history[:5], history[-5:]
@@ -164,7 +170,10 @@ def test_stage_two_takes_e_g_p_from_stage_one_and_a_fresh_d(tmp_path, train_fold
     assert int(stage_two.step.numpy()) == 2
 
 
-def test_stage_two_starts_from_a_bundled_model_by_name(tmp_path, train_folder, monkeypatch):
+@pytest.mark.parametrize("preset, by_path", [("tiny-hific", False), ("tiny-mselpips", True)])
+def test_a_stage_starts_from_a_bundled_model_by_name_or_file(tmp_path, train_folder,
+                                                             monkeypatch, preset, by_path):
+    """Stage 2 from a bundled stage 1, or a stage continued from a weights file."""
     source = make_tiny_model(seed=3)
     for variable in source.hyperprior.z_prior.trainable_variables:
         variable.assign_add(tf.fill(variable.shape, 0.25))  # unlike a fresh prior
@@ -172,8 +181,9 @@ def test_stage_two_starts_from_a_bundled_model_by_name(tmp_path, train_folder, m
     monkeypatch.setenv(zoo.WEIGHTS_ENV, str(tmp_path / "weights"))
     stored = zoo.load_weights(tmp_path / "weights" / "tiny-start.npz")  # float16-rounded
     learning_rate = 1e-4
-    result = run_cli("train", "--preset=tiny-hific", f"--run_dir={tmp_path / 'run'}",
-                     "--init_from=tiny-start", f"--data={train_folder}", "--num_steps=1",
+    start = tmp_path / "weights" / "tiny-start.npz" if by_path else "tiny-start"
+    result = run_cli("train", f"--preset={preset}", f"--run_dir={tmp_path / 'run'}",
+                     f"--init_from={start}", f"--data={train_folder}", "--num_steps=1",
                      "--crop_size=64", "--batch_size=2", f"--learning_rate={learning_rate}",
                      timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -211,15 +221,7 @@ def test_k_p_1_trains_with_the_real_lpips(tmp_path, train_folder):
     lpips = load_lpips()
     trainer = Trainer(config, tmp_path / "run", perceptual_loss=perceptual_loss(lpips))
     trainer.restore_or_initialize()
-    history = []
-    original = trainer.train_step
-
-    def recording_step(iterator):
-        metrics = original(iterator)
-        history.append({k: float(v) for k, v in metrics.items()})
-        return metrics
-
-    trainer.train_step = recording_step
+    history = record_steps(trainer)
     assert trainer.fit(dataset_for(trainer, train_folder)) == 3 and len(history) == 3
     for metrics in history:  # the LPIPS term is there, finite and of LPIPS's size
         assert 0.05 < metrics["lpips"] < 1.5

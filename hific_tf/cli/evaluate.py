@@ -1,4 +1,4 @@
-"""hific-tf evaluate --images=FOLDER [--models=A,B] [--codecs=jpeg,webp,avif] [--rates=...]
+"""hific-tf evaluate --images=FOLDER[,FOLDER] [--models=A,B] [--codecs=...] [--rates=...]
 
 Writes per_image.csv, one CompressAI-layout JSON per codec, summary.json, rate–distortion
 and rate–perception plots (rd_*.png) and a side-by-side crop figure into --output. LPIPS
@@ -16,8 +16,9 @@ from hific_tf.cli import common
 from hific_tf.cli.published_flag import PUBLISHED_DIR
 from hific_tf.errors import UserError
 
-_IMAGES = flags.DEFINE_string("images", None, "Folder of images to evaluate on.",
-                              required=True)
+_IMAGES = flags.DEFINE_list("images", None, "Folders of images to evaluate on, together "
+                            "(e.g. the 20 validation photos: val768 and more/val768).",
+                            required=True)
 _OUTPUT = flags.DEFINE_string("output", "out/evaluation", "Folder for the report.")
 _MODELS = flags.DEFINE_list("models", [], "This project's models: checkpoint or SavedModel "
                             "directories, named after their folder.")
@@ -36,12 +37,19 @@ def main(argv: list[str]) -> int:
     from hific_tf.codec import load_codec
     from hific_tf.images import list_images, read_image
 
-    folder = Path(_IMAGES.value)
-    if not folder.is_dir():
-        raise UserError(f"--images={folder} is not a folder")
-    paths = list_images(folder)[:_LIMIT.value]
+    paths = []
+    for folder in map(Path, _IMAGES.value):
+        if not folder.is_dir():
+            raise UserError(f"--images: {folder} is not a folder")
+        paths += list_images(folder)
+    paths = paths[:_LIMIT.value]
     if not paths:
-        raise UserError(f"{folder} holds no images")
+        raise UserError(f"--images={','.join(_IMAGES.value)} holds no images")
+    names = [path.name for path in paths]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise UserError(f"--images: {', '.join(repeated)} appear in more than one folder; "
+                        "the report names images by file name, so rename one")
     if not _MODELS.value and not _RATES.value:
         raise UserError("give --models, or --rates for the classic codecs")
     try:

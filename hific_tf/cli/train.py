@@ -42,10 +42,10 @@ _DATA = flags.DEFINE_list("data", None,
 _VALIDATION = flags.DEFINE_string(
     "validation_data", None, "Folder of photos to evaluate every --validate_every steps "
     "(bpp, PSNR and NIQE on whole images, never trained on).")
-_INIT_FROM = flags.DEFINE_string("init_from", None, "Run directory, or the name of a bundled "
-                                 "model (e.g. mselpips-small), to take E, G and the hyperprior "
-                                 "from: stage 2 from stage 1, or a stage continued on other data "
-                                 "or losses (D, optimisers and step start fresh).")
+_INIT_FROM = flags.DEFINE_string("init_from", None, "Run directory, bundled model name (e.g. "
+                                 "mselpips-small) or weights file (.npz) to take E, G and the "
+                                 "hyperprior from: stage 2 from stage 1, or a stage continued on "
+                                 "other data or losses (D, optimisers and step start fresh).")
 _INIT_FROM_PUBLISHED = flags.DEFINE_enum(
     "init_from_published", None, ["hific-lo", "hific-mi", "hific-hi"],
     "Start E, G and the hyperprior from a published model's weights, imported by structure "
@@ -120,11 +120,16 @@ def load_perceptual_loss():
 
 
 def bundled_start() -> HiFiC | None:
-    """The bundled model that --init_from names, or None when it names a run directory."""
+    """The model of a bundled name or a weights file (.npz) that --init_from gives, or None
+    when it names a run directory."""
     from hific_tf import zoo
 
     name = _INIT_FROM.value
-    if not name or Path(name).expanduser().is_dir() or name not in zoo.bundled_names():
+    if not name or Path(name).expanduser().is_dir():
+        return None
+    if name.endswith(zoo.SUFFIX) and Path(name).expanduser().is_file():
+        return zoo.load_weights(Path(name).expanduser())
+    if name not in zoo.bundled_names():
         return None
     return zoo.load_weights(zoo.bundled_folder() / f"{name}{zoo.SUFFIX}")
 
