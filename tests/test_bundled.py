@@ -36,6 +36,15 @@ def test_bundled_model_reproduces_its_reference(name, photos):
     assert float(psnr(decoded, read_image(png_path))) >= 50.0
 
 
+def test_shipped_weights_fit_the_package_size_budget():
+    """Both shipped models' weights files (with their coding tables) in at most 25 MB."""
+    files = [zoo.bundled_folder() / f"{name}{zoo.SUFFIX}" for name in zoo.SHIPPED_MODELS]
+    present = [path for path in files if path.is_file()]
+    if not present:
+        pytest.skip("no bundled weights in this installation (make small-models writes them)")
+    assert sum(path.stat().st_size for path in present) <= 25 * 10**6
+
+
 @pytest.fixture(scope="module")
 def validation_photos() -> list[Path]:
     """The 20 validation photos: val768 and more/val768 of the shared data set."""

@@ -54,6 +54,15 @@ def validation_photos(shared_photos: Path) -> list[Path]:
     return [*list_images(shared_photos / "val768"), *list_images(shared_photos / "more/val768")]
 
 
+def finished(run_dir: Path) -> bool:
+    """Whether the run's latest checkpoint is at the step its configuration ends at."""
+    from hific_tf.configs import TrainingConfig
+
+    config = TrainingConfig.from_json((run_dir / "train_config.json").read_text())
+    state = run_dir / "checkpoint"
+    return state.is_file() and f"ckpt-{config.run.num_steps}\"" in state.read_text()
+
+
 def measure_run(run_dir: Path | None, photos: list[Path], measures, cache: Path) -> dict:
     """Per-photo metrics and patch features of one run (None: the originals' features)."""
     if cache.is_file():
@@ -205,6 +214,11 @@ def main() -> int:
     seeds = sorted({int(RUN_NAME.match(d.name)[2]) for d in run_dirs})
     if not seeds or len(run_dirs) != 2 * len(seeds):
         print(f"{arguments.runs} needs gan-seedN and control-seedN for each seed",
+              file=sys.stderr)
+        return 2
+    unfinished = [d.name for d in run_dirs if not finished(d)]
+    if unfinished:
+        print(f"not trained to the end yet: {', '.join(unfinished)} (rerun train.sh)",
               file=sys.stderr)
         return 2
 
