@@ -102,16 +102,12 @@ def test_fid_with_fewer_points_than_dimensions_is_tensorflow_gans_fid(rng):
                                                                          rel=1e-8)
 
 
-def _unbiased_mmd2_polynomial(x: np.ndarray, y: np.ndarray) -> float:
-    d = x.shape[1]
-
-    def k(a, b):
-        return (a @ b.T / d + 1) ** 3
-
-    m, n = len(x), len(y)
-    kxx, kyy, kxy = k(x, x), k(y, y), k(x, y)
-    return float((kxx.sum() - np.trace(kxx)) / (m * (m - 1))
-                 + (kyy.sum() - np.trace(kyy)) / (n * (n - 1)) - 2 * kxy.mean())
+def test_fid_through_few_points_matches_tensorflow_gan(rng):
+    real = rng.normal(0, 1, size=(40, 300)) @ rng.normal(0, 1, size=(300, 300))
+    fake = rng.normal(0.1, 1.1, size=(30, 300)) @ rng.normal(0, 1, size=(300, 300))
+    direct = tfgan.eval.frechet_classifier_distance_from_activations(tf.constant(real),
+                                                                     tf.constant(fake))
+    assert metrics.fid_few_points(real, fake) == pytest.approx(float(direct), rel=1e-8)
 
 
 def test_kid_matches_an_unbiased_polynomial_mmd(rng):
@@ -120,7 +116,7 @@ def test_kid_matches_an_unbiased_polynomial_mmd(rng):
     # At most half the set per block, so two contiguous blocks of 32: KID is the mean of
     # their unbiased MMD² estimates and its std the standard error over the blocks.
     kid, std = metrics.kid_from_features(real, fake)
-    estimates = [_unbiased_mmd2_polynomial(real[i:i + 32], fake[i:i + 32]) for i in (0, 32)]
+    estimates = [metrics.kid_one_block(real[i:i + 32], fake[i:i + 32]) for i in (0, 32)]
     assert float(kid) == pytest.approx(np.mean(estimates), rel=1e-9)
     assert float(std) == pytest.approx(np.std(estimates, ddof=1) / np.sqrt(2), rel=1e-9)
 
