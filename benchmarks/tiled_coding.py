@@ -63,9 +63,10 @@ def worker(operation: str, size: str, budget: str, model_name: str, data: Path,
     # Trace both functions on a small image so that tracing is not timed.
     model.decompress(model.compress(np.zeros((64, 64, 3), np.uint8)))
     rows, columns = -(-SIZES[size][0] // 16), -(-SIZES[size][1] // 16)
-    sides = {"encoder": int(model.tiler.encoder_side(tf.constant(rows), tf.constant(columns))),
-             "generator": int(model.tiler.generator_side(tf.constant(rows),
-                                                         tf.constant(columns)))}
+    rows, columns = tf.constant(rows), tf.constant(columns)
+    sides = {"encoder": [int(side) for side in model.tiler.encoder_tile(rows, columns)],
+             "generator": [int(side) for side in model.tiler.generator_tile(rows, columns)],
+             "hyper_synthesis_z_rows": int(model.tiler.hyper_rows(rows, columns))}
     baseline = peak_rss_mib()
     cpu_started = time.process_time()
     started = time.perf_counter()

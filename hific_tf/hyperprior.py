@@ -15,7 +15,7 @@ from typing import NamedTuple
 import tensorflow as tf
 import tensorflow_compression as tfc
 
-from hific_tf import bitstream
+from hific_tf import bitstream, tiling
 from hific_tf.configs import ModelConfig
 from hific_tf.entropy_coding import (
     Coder,
@@ -178,14 +178,24 @@ class Hyperprior(tf.keras.layers.Layer):
         if not self.prepared:
             raise RuntimeError("call prepare_for_coding() after loading weights, before coding")
 
-    def coding_parameters(self, z_hat: tf.Tensor, y_shape: tf.Tensor
+    @property
+    def strip_halo(self) -> tuple[int, int] | None:
+        """Rows of z beyond a strip's own that h_s reads when it runs in strips (integer
+        mode); None where it runs whole."""
+        synthesis = self._integer_mean
+        return synthesis.halo if synthesis is not None and synthesis.rows_tileable else None
+
+    def coding_parameters(self, z_hat: tf.Tensor, y_shape: tf.Tensor,
+                          z_rows: tf.Tensor | None = None
                           ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """y's means and int32 table indexes from z_hat, cropped to y's [height, width]
         `y_shape`, as encoder and decoder compute them, and whether they are exact (always
         true in float mode, which promises nothing).
 
         In integer mode both come from exact integer arithmetic (see entropy_coding), so every
-        machine derives the same values from the same z_hat.
+        machine derives the same values from the same z_hat, and h_s may run in strips of
+        `z_rows` rows of z (one image; None: whole) with the same values: its float64
+        buffers are 16 times z's positions and wide (tiling.py sizes the strips).
         """
         self._check_prepared()
         thresholds = self.coder.scale_thresholds
@@ -193,17 +203,45 @@ class Hyperprior(tf.keras.layers.Layer):
             return (crop(self.synthesis_mean(z_hat), y_shape),
                     table_index(crop(self.synthesis_scale(z_hat), y_shape), thresholds),
                     tf.constant(True))
-        mean_accumulator, mean_exact = self._integer_mean.accumulate(z_hat)
-        scale_accumulator, scale_exact = self._integer_scale.accumulate(z_hat)
-        return (self._integer_mean.outputs(crop(mean_accumulator, y_shape)),
-                table_index(crop(scale_accumulator, y_shape), thresholds),
-                tf.logical_and(mean_exact, scale_exact))
 
-    def compress(self, y: tf.Tensor) -> Coded:
-        """Codes a batch of latents; returns strings and the quantised latents."""
+        def parameters(top, bottom):
+            # Output rows top...bottom - 1, the mean network's first, then the scale's.
+            end = y_shape[0] if top is None else tf.minimum(bottom, y_shape[0]) - top
+            mean_accumulator, mean_exact = self._integer_mean.accumulate(z_hat, top, bottom)
+            mean = self._integer_mean.outputs(crop(mean_accumulator, [end, y_shape[1]]))
+            with tf.control_dependencies([mean]):
+                scale_accumulator, scale_exact = self._integer_scale.accumulate(
+                    z_hat, top, bottom)
+            index = table_index(crop(scale_accumulator, [end, y_shape[1]]), thresholds)
+            return mean, index, tf.logical_and(mean_exact, scale_exact)
+
+        if z_rows is None or self.strip_halo is None:
+            return parameters(None, None)
+        starts, ends = tiling.spans(tf.shape(z_hat)[1], z_rows)
+        upsampling = self._integer_mean.upsampling
+
+        def one_strip(i, means, indexes, exact):
+            mean, index, strip_exact = parameters(upsampling * starts[i], upsampling * ends[i])
+            return (i + 1, means.write(i, mean[0]), indexes.write(i, index[0]),
+                    tf.logical_and(exact, strip_exact))
+
+        def strips(dtype):
+            return tf.TensorArray(dtype, size=tf.size(starts), infer_shape=False,
+                                  element_shape=tf.TensorShape([None, None,
+                                                                self._latent_channels]))
+
+        _, means, indexes, exact = tf.while_loop(
+            lambda i, *_: i < tf.size(starts), one_strip,
+            [0, strips(tf.float32), strips(tf.int32), tf.constant(True)],
+            parallel_iterations=1)
+        return means.concat()[tf.newaxis], indexes.concat()[tf.newaxis], exact
+
+    def compress(self, y: tf.Tensor, z_rows: tf.Tensor | None = None) -> Coded:
+        """Codes a batch of latents (one, if h_s runs in strips of `z_rows`); returns strings
+        and the quantised latents."""
         z = self.analysis(y)
         z_strings, z_hat = self.coder.encode_z(z)
-        mean, index, exact = self.coding_parameters(z_hat, tf.shape(y)[1:3])
+        mean, index, exact = self.coding_parameters(z_hat, tf.shape(y)[1:3], z_rows)
         exact = bitstream.check(
             exact, "the image's hyper-latent is too large for exact integer arithmetic in h_s, "
             "so its file would not decode the same everywhere")
@@ -212,10 +250,11 @@ class Hyperprior(tf.keras.layers.Layer):
         y_hat = tf.round(y - mean) + mean
         return Coded(z_strings=z_strings, y_strings=y_strings, z_hat=z_hat, y_hat=y_hat)
 
-    def decompress(self, z_strings: tf.Tensor, y_strings: tf.Tensor,
-                   y_shape: tf.Tensor) -> tf.Tensor:
-        """Recovers y_hat from the strings; `y_shape` is y's [height, width] (int32). A string
-        the range decoder cannot read to its end fails a check (bitstream.check_message)."""
+    def decompress(self, z_strings: tf.Tensor, y_strings: tf.Tensor, y_shape: tf.Tensor,
+                   z_rows: tf.Tensor | None = None) -> tf.Tensor:
+        """Recovers y_hat from the strings; `y_shape` is y's [height, width] (int32), `z_rows`
+        as for `compress`. A string the range decoder cannot read to its end fails a check
+        (bitstream.check_message)."""
         self._check_prepared()
         fits = bitstream.check(
             self.coder.z_string_fits(tf.strings.length(z_strings[0]), z_shape(y_shape)),
@@ -224,7 +263,7 @@ class Hyperprior(tf.keras.layers.Layer):
             z_hat, z_sane = self.coder.decode_z(z_strings, z_shape(y_shape))
         # A damaged z string stops here, before y (16 times as many symbols) is decoded.
         with tf.control_dependencies([_check_sane(z_sane)]):
-            mean, index, _ = self.coding_parameters(z_hat, y_shape)
+            mean, index, _ = self.coding_parameters(z_hat, y_shape, z_rows)
         y_hat, y_sane = self.coder.decode_y(y_strings, mean, index)
         with tf.control_dependencies([_check_sane(y_sane)]):
             return tf.identity(y_hat)

@@ -116,9 +116,12 @@ class HiFiC(tf.keras.Model):
         self.build_weights()
         self.hyperprior.prepare_for_coding(tables, z_tables)
         self.model_id = tf.Variable(self.fingerprint(), trainable=False, name="model_id")
+        halo = self.hyperprior.strip_halo
         self.tiler = Tiler(self.encoder, self.generator,
                            sum(int(tf.size(v)) * v.dtype.size for v in self.variables
-                               if v.dtype != tf.string))
+                               if v.dtype != tf.string),
+                           None if halo is None else self.hyperprior.synthesis_mean,
+                           halo or (0, 0))
         return self
 
     @property
@@ -172,7 +175,8 @@ class HiFiC(tf.keras.Model):
         with tf.control_dependencies([size_ok]):
             padded = reflect_pad(image, self.config.pad_multiple)
         y = self.tiler.encode(self.encoder, padded)
-        return self.hyperprior.compress(y), height, width
+        z_rows = self.tiler.hyper_rows(tf.shape(y)[1], tf.shape(y)[2])
+        return self.hyperprior.compress(y, z_rows), height, width
 
     def decode_latent(self, data: tf.Tensor) -> Latent:
         """Validates a file and decodes its quantised latent y_hat."""
@@ -182,7 +186,8 @@ class HiFiC(tf.keras.Model):
         y_shape = tf.cast(tf.stack([(parsed.height + stride - 1) // stride,
                                     (parsed.width + stride - 1) // stride]), tf.int32)
         y_hat = self.hyperprior.decompress(
-            parsed.z_string[tf.newaxis], parsed.y_string[tf.newaxis], y_shape)
+            parsed.z_string[tf.newaxis], parsed.y_string[tf.newaxis], y_shape,
+            self.tiler.hyper_rows(y_shape[0], y_shape[1]))
         return Latent(y_hat=y_hat, height=parsed.height, width=parsed.width)
 
     def synthesize(self, latent: Latent) -> tf.Tensor:
