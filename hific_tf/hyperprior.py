@@ -25,7 +25,7 @@ from hific_tf.entropy_coding import (
     build_tables,
     table_index,
 )
-from hific_tf.layers import ZeroPaddedConv2D, ZeroPaddedConv2DTranspose
+from hific_tf.layers import Chain, ZeroPaddedConv2D, ZeroPaddedConv2DTranspose
 
 # z is y downsampled twice by stride-2 convolutions with explicit padding: ceil(y / 4).
 Z_STRIDE = 4
@@ -71,13 +71,13 @@ class Hyperprior(tf.keras.layers.Layer):
     def __init__(self, config: ModelConfig, name: str = "hyperprior") -> None:
         super().__init__(name=name)
         width = config.hyper_channels
-        self.analysis = tf.keras.Sequential(
+        self.analysis = Chain(
             [ZeroPaddedConv2D(width, 3, activation="relu"),
              ZeroPaddedConv2D(width, 5, strides=2, activation="relu"),
              ZeroPaddedConv2D(width, 5, strides=2)], name="h_a")
 
         def synthesis(name: str) -> tf.keras.Sequential:
-            return tf.keras.Sequential(
+            return Chain(
                 [ZeroPaddedConv2DTranspose(width, 5, activation="relu"),
                  ZeroPaddedConv2DTranspose(width, 5, activation="relu"),
                  ZeroPaddedConv2D(config.latent_channels, 3)], name=name)
