@@ -385,19 +385,41 @@ class Coder(tf.Module):
         sane = gen_ops.entropy_decode_finalize(handle)
         return tf.cast(symbols + self.z_cdf_offset, tf.float32) + self.z_offset, sane
 
-    def encode_y(self, y: tf.Tensor, mean: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
-        """Codes round(y - mean) with the distribution of each element's table index."""
+    def y_encoder(self, batch_shape: tf.Tensor) -> tf.Tensor:
+        """A range encoder for y, one string per image of a [B] `batch_shape`; `encode_y`
+        appends to it and `finish_y` returns the strings."""
+        return gen_ops.create_range_encoder(batch_shape, self.y_cdf)
+
+    def encode_y(self, handle: tf.Tensor, y: tf.Tensor, mean: tf.Tensor,
+                 index: tf.Tensor) -> tf.Tensor:
+        """Appends round(y - mean), coded with the distribution of each element's table
+        index, to the encoder `handle`; returns the new handle.
+
+        The coder appends each image's elements in row-major order, so coding a latent in
+        strips of whole rows, top to bottom, writes the same string as coding it at once.
+        """
         symbols = tf.cast(tf.round(y - mean), tf.int32) - tf.gather(self.y_cdf_offset, index)
-        handle = gen_ops.create_range_encoder(tf.shape(y)[:1], self.y_cdf)
-        handle = gen_ops.entropy_encode_index(handle, index, symbols)
+        return gen_ops.entropy_encode_index(handle, index, symbols)
+
+    @staticmethod
+    def finish_y(handle: tf.Tensor) -> tf.Tensor:
+        """The strings an encoder from `y_encoder` has written."""
         return gen_ops.entropy_encode_finalize(handle)
 
-    def decode_y(self, strings: tf.Tensor, mean: tf.Tensor,
+    def y_decoder(self, strings: tf.Tensor) -> tf.Tensor:
+        """A range decoder reading y from `strings` (one per image), for `decode_y`."""
+        return gen_ops.create_range_decoder(strings, self.y_cdf)
+
+    def decode_y(self, handle: tf.Tensor, mean: tf.Tensor,
                  index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """Inverse of `encode_y`: (y_hat = symbols + mean, the decoder's sanity flags)."""
-        handle = gen_ops.create_range_decoder(strings, self.y_cdf)
+        """Inverse of `encode_y`: reads the elements of `index`'s shape (in the order
+        `encode_y` wrote them) and returns the new handle and y_hat = symbols + mean."""
         handle, symbols = gen_ops.entropy_decode_index(
             handle, index, tf.shape(index)[1:], tf.int32)
-        sane = gen_ops.entropy_decode_finalize(handle)
         symbols += tf.gather(self.y_cdf_offset, index)
-        return tf.cast(symbols, tf.float32) + mean, sane
+        return handle, tf.cast(symbols, tf.float32) + mean
+
+    @staticmethod
+    def finish_decoding_y(handle: tf.Tensor) -> tf.Tensor:
+        """The decoder's sanity flags once every element has been read."""
+        return gen_ops.entropy_decode_finalize(handle)

@@ -190,19 +190,42 @@ class Hyperprior(tf.keras.layers.Layer):
                           ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """y's means and int32 table indexes from z_hat, cropped to y's [height, width]
         `y_shape`, as encoder and decoder compute them, and whether they are exact (always
-        true in float mode, which promises nothing).
+        true in float mode, which promises nothing); whole, joined from strips of `z_rows`
+        rows of z if given (see `_over_strips`, which coding uses without joining them).
+        """
+        def keep(top, mean, index, exact, state):
+            return (tf.logical_and(state[0], exact),), (mean, index)
+
+        (exact,), (mean, index) = self._over_strips(z_hat, y_shape, z_rows, keep,
+                                                    (tf.constant(True),),
+                                                    (tf.float32, tf.int32))
+        return mean, index, exact
+
+    def _over_strips(self, z_hat: tf.Tensor, y_shape: tf.Tensor, z_rows: tf.Tensor | None,
+                     body, state: tuple, dtypes: tuple) -> tuple[tuple, tuple]:
+        """Runs `body` over y's rows in strips, top to bottom, with each strip's coding
+        parameters; returns the last state and body's outputs joined along the rows.
+
+        body(top, mean, index, exact, state) → (state, outputs): `top` is the strip's first
+        row of y, `mean` and int32 `index` are y's means and table indexes on the strip's
+        rows ([B, rows, width, C], cropped to y's [height, width] `y_shape`), `exact`
+        whether they are exact (always true in float mode, which promises nothing), `state`
+        a tuple of tensors carried from strip to strip and `outputs` a tuple of
+        [B, rows, width, C] tensors of `dtypes`.
 
         In integer mode both come from exact integer arithmetic (see entropy_coding), so every
         machine derives the same values from the same z_hat, and h_s may run in strips of
-        `z_rows` rows of z (one image; None: whole) with the same values: its float64
-        buffers are 16 times z's positions and wide (tiling.py sizes the strips).
+        `z_rows` rows of z (one image; None: one strip, the whole latent, of any batch) with
+        the same values: its float64 buffers are 16 times z's positions and wide, and
+        whole-latent means, indexes and symbols would each be as large as y (tiling.py
+        sizes the strips). Float mode runs whole.
         """
         self._check_prepared()
         thresholds = self.coder.scale_thresholds
         if self._integer_mean is None:
-            return (crop(self.synthesis_mean(z_hat), y_shape),
-                    table_index(crop(self.synthesis_scale(z_hat), y_shape), thresholds),
-                    tf.constant(True))
+            return body(0, crop(self.synthesis_mean(z_hat), y_shape),
+                        table_index(crop(self.synthesis_scale(z_hat), y_shape), thresholds),
+                        tf.constant(True), state)
 
         def parameters(top, bottom):
             # Output rows top...bottom - 1, the mean network's first, then the scale's.
@@ -216,56 +239,72 @@ class Hyperprior(tf.keras.layers.Layer):
             return mean, index, tf.logical_and(mean_exact, scale_exact)
 
         if z_rows is None or self.strip_halo is None:
-            return parameters(None, None)
+            return body(0, *parameters(None, None), state)
         starts, ends = tiling.spans(tf.shape(z_hat)[1], z_rows)
         upsampling = self._integer_mean.upsampling
 
-        def one_strip(i, means, indexes, exact):
-            mean, index, strip_exact = parameters(upsampling * starts[i], upsampling * ends[i])
-            return (i + 1, means.write(i, mean[0]), indexes.write(i, index[0]),
-                    tf.logical_and(exact, strip_exact))
+        def one_strip(i, state, pieces):
+            top = upsampling * starts[i]
+            state, outputs = body(top, *parameters(top, upsampling * ends[i]), state)
+            return (i + 1, state,
+                    tuple(piece.write(i, output[0])
+                          for piece, output in zip(pieces, outputs, strict=True)))
 
-        def strips(dtype):
-            return tf.TensorArray(dtype, size=tf.size(starts), infer_shape=False,
-                                  element_shape=tf.TensorShape([None, None,
-                                                                self._latent_channels]))
+        pieces = tuple(tf.TensorArray(dtype, size=tf.size(starts), infer_shape=False,
+                                      element_shape=tf.TensorShape([None, None,
+                                                                    self._latent_channels]))
+                       for dtype in dtypes)
+        _, state, pieces = tf.while_loop(lambda i, *_: i < tf.size(starts), one_strip,
+                                         [0, state, pieces], parallel_iterations=1)
+        return state, tuple(piece.concat()[tf.newaxis] for piece in pieces)
 
-        _, means, indexes, exact = tf.while_loop(
-            lambda i, *_: i < tf.size(starts), one_strip,
-            [0, strips(tf.float32), strips(tf.int32), tf.constant(True)],
-            parallel_iterations=1)
-        return means.concat()[tf.newaxis], indexes.concat()[tf.newaxis], exact
-
-    def compress(self, y: tf.Tensor, z_rows: tf.Tensor | None = None) -> Coded:
+    def compress(self, y: tf.Tensor, z_rows: tf.Tensor | None = None,
+                 with_y_hat: bool = True) -> Coded:
         """Codes a batch of latents (one, if h_s runs in strips of `z_rows`); returns strings
-        and the quantised latents."""
+        and the quantised latents (y_hat None unless `with_y_hat`).
+
+        y is range coded strip by strip as h_s's strips come, so no whole-latent means,
+        indexes or symbols exist; the string is the same as coding y at once."""
         z = self.analysis(y)
         z_strings, z_hat = self.coder.encode_z(z)
-        mean, index, exact = self.coding_parameters(z_hat, tf.shape(y)[1:3], z_rows)
-        exact = bitstream.check(
-            exact, "the image's hyper-latent is too large for exact integer arithmetic in h_s, "
-            "so its file would not decode the same everywhere")
-        with tf.control_dependencies([exact]):
-            y_strings = self.coder.encode_y(y, mean, index)
-        y_hat = tf.round(y - mean) + mean
-        return Coded(z_strings=z_strings, y_strings=y_strings, z_hat=z_hat, y_hat=y_hat)
+
+        def encode(top, mean, index, exact, state):
+            exact = bitstream.check(
+                exact, "the image's hyper-latent is too large for exact integer arithmetic "
+                "in h_s, so its file would not decode the same everywhere")
+            with tf.control_dependencies([exact]):
+                rows = y[:, top:top + tf.shape(mean)[1]]
+                handle = self.coder.encode_y(state[0], rows, mean, index)
+            return (handle,), ((tf.round(rows - mean) + mean,) if with_y_hat else ())
+
+        (handle,), y_hat = self._over_strips(
+            z_hat, tf.shape(y)[1:3], z_rows, encode, (self.coder.y_encoder(tf.shape(y)[:1]),),
+            (tf.float32,) if with_y_hat else ())
+        return Coded(z_strings=z_strings, y_strings=self.coder.finish_y(handle), z_hat=z_hat,
+                     y_hat=y_hat[0] if with_y_hat else None)
 
     def decompress(self, z_strings: tf.Tensor, y_strings: tf.Tensor, y_shape: tf.Tensor,
                    z_rows: tf.Tensor | None = None) -> tf.Tensor:
         """Recovers y_hat from the strings; `y_shape` is y's [height, width] (int32), `z_rows`
-        as for `compress`. A string the range decoder cannot read to its end fails a check
-        (bitstream.check_message)."""
+        as for `compress`, y being decoded strip by strip. A string the range decoder cannot
+        read to its end fails a check (bitstream.check_message)."""
         self._check_prepared()
         fits = bitstream.check(
             self.coder.z_string_fits(tf.strings.length(z_strings[0]), z_shape(y_shape)),
             "the file is corrupt: its z string is too short for the image size in its header")
         with tf.control_dependencies([fits]):
             z_hat, z_sane = self.coder.decode_z(z_strings, z_shape(y_shape))
+
+        def decode(top, mean, index, exact, state):
+            handle, y_hat = self.coder.decode_y(state[0], mean, index)
+            return (handle,), (y_hat,)
+
         # A damaged z string stops here, before y (16 times as many symbols) is decoded.
         with tf.control_dependencies([_check_sane(z_sane)]):
-            mean, index, _ = self.coding_parameters(z_hat, y_shape, z_rows)
-        y_hat, y_sane = self.coder.decode_y(y_strings, mean, index)
-        with tf.control_dependencies([_check_sane(y_sane)]):
+            (handle,), (y_hat,) = self._over_strips(
+                z_hat, y_shape, z_rows, decode, (self.coder.y_decoder(y_strings),),
+                (tf.float32,))
+        with tf.control_dependencies([_check_sane(self.coder.finish_decoding_y(handle))]):
             return tf.identity(y_hat)
 
     def information_content(self, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:

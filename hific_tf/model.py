@@ -162,8 +162,10 @@ class HiFiC(tf.keras.Model):
         if self.model_id is None:
             raise RuntimeError("call prepare_for_coding() after loading weights, before coding")
 
-    def encode(self, image: tf.Tensor) -> tuple[Coded, tf.Tensor, tf.Tensor]:
-        """Codes one uint8 [H, W, 3] image; returns the coded latents and H, W."""
+    def encode(self, image: tf.Tensor, with_y_hat: bool = True
+               ) -> tuple[Coded, tf.Tensor, tf.Tensor]:
+        """Codes one uint8 [H, W, 3] image; returns the coded latents (y_hat None unless
+        `with_y_hat`: the file does not need it) and H, W."""
         self._check_prepared()
         shape = tf.shape(image, out_type=tf.int64)
         height, width = shape[0], shape[1]
@@ -176,7 +178,7 @@ class HiFiC(tf.keras.Model):
             padded = reflect_pad(image, self.config.pad_multiple)
         y = self.tiler.encode(self.encoder, padded)
         z_rows = self.tiler.hyper_rows(tf.shape(y)[1], tf.shape(y)[2])
-        return self.hyperprior.compress(y, z_rows), height, width
+        return self.hyperprior.compress(y, z_rows, with_y_hat), height, width
 
     def decode_latent(self, data: tf.Tensor) -> Latent:
         """Validates a file and decodes its quantised latent y_hat."""
@@ -199,7 +201,7 @@ class HiFiC(tf.keras.Model):
                  autograph=False)
     def compress(self, image: tf.Tensor) -> tf.Tensor:
         """uint8 [H, W, 3] image → the bytes of a whole `.hfc` file (scalar string)."""
-        coded, height, width = self.encode(image)
+        coded, height, width = self.encode(image, with_y_hat=False)
         return bitstream.pack(self.model_id, height, width, coded.z_strings[0],
                               coded.y_strings[0])
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import itertools
 import math
+import struct
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from hific_tf import tiling, zoo
+from hific_tf import bitstream, tiling, zoo
 from hific_tf.cli.common import parse_memory_size
 from hific_tf.configs import model_preset
 from hific_tf.errors import UserError
@@ -176,6 +177,126 @@ def test_strips_of_h_s_give_the_whole_networks_values(tiny_model):
     # The exactness check sees the same values: far too large a z fails it in strips too.
     huge = hyperprior.coding_parameters(z_hat * 1e12, y_shape, tf.constant(1))
     assert not bool(huge[2])
+
+
+def test_y_coded_in_strips_of_rows_is_the_string_of_the_whole_latent(tiny_model):
+    """The range coder appends each image's symbols in row-major order: strips of whole
+    rows, top to bottom, write the whole latent's string and decode to its values."""
+    from tensorflow_compression.python.ops import gen_ops
+
+    coder = tiny_model.hyperprior.coder
+    rng = np.random.default_rng(7)
+    shape = (1, 11, 7, tiny_model.config.latent_channels)
+    index = tf.constant(rng.integers(0, int(tf.size(coder.y_cdf_offset)), shape), tf.int32)
+    mean = tf.constant(rng.normal(0, 3, shape), tf.float32)
+    y = mean + tf.constant(rng.normal(0, 8, shape), tf.float32)
+    # The whole-latent encode as written before streaming.
+    symbols = tf.cast(tf.round(y - mean), tf.int32) - tf.gather(coder.y_cdf_offset, index)
+    handle = gen_ops.create_range_encoder([1], coder.y_cdf)
+    whole = gen_ops.entropy_encode_finalize(
+        gen_ops.entropy_encode_index(handle, index, symbols)).numpy()
+    y_hat = (tf.round(y - mean) + mean).numpy()
+    for rows in (1, 2, 3, 5, 11):
+        handle = coder.y_encoder([1])
+        for top in range(0, shape[1], rows):
+            strip = slice(top, top + rows)
+            handle = coder.encode_y(handle, y[:, strip], mean[:, strip], index[:, strip])
+        assert coder.finish_y(handle).numpy() == whole, rows
+        handle, pieces = coder.y_decoder(tf.constant(whole)), []
+        for top in range(0, shape[1], rows):
+            strip = slice(top, top + rows)
+            handle, piece = coder.decode_y(handle, mean[:, strip], index[:, strip])
+            pieces.append(piece.numpy())
+        assert bool(coder.finish_decoding_y(handle)[0])
+        np.testing.assert_array_equal(np.concatenate(pieces, axis=1), y_hat)
+
+
+def test_hyperprior_in_strips_writes_and_reads_the_whole_latents_strings(tiny_model):
+    hyperprior = tiny_model.hyperprior
+    channels = tiny_model.config.latent_channels
+    for seed, (rows, columns) in enumerate([(13, 19), (16, 5), (1, 7), (29, 3)]):
+        y = tf.random.normal([1, rows, columns, channels], seed=seed) * 6
+        y_shape = tf.constant([rows, columns])
+        whole = hyperprior.compress(y)
+        mean, _, _ = hyperprior.coding_parameters(whole.z_hat, y_shape)
+        np.testing.assert_array_equal(whole.y_hat.numpy(),
+                                      (tf.round(y - mean) + mean).numpy())
+        decoded = hyperprior.decompress(whole.z_strings, whole.y_strings, y_shape)
+        np.testing.assert_array_equal(decoded.numpy(), whole.y_hat.numpy())
+        for z_rows in (1, 2, 3):
+            z_rows = tf.constant(z_rows)
+            strips = hyperprior.compress(y, z_rows)
+            assert strips.z_strings.numpy() == whole.z_strings.numpy()
+            assert strips.y_strings.numpy() == whole.y_strings.numpy()
+            np.testing.assert_array_equal(strips.y_hat.numpy(), whole.y_hat.numpy())
+            without = hyperprior.compress(y, z_rows, with_y_hat=False)
+            assert without.y_hat is None
+            assert without.y_strings.numpy() == whole.y_strings.numpy()
+            decoded = hyperprior.decompress(whole.z_strings, whole.y_strings, y_shape, z_rows)
+            np.testing.assert_array_equal(decoded.numpy(), whole.y_hat.numpy())
+
+
+def test_the_exactness_check_refuses_in_strips_as_whole(tiny_model):
+    # Large enough for h_s, small enough for z's symbols to be int32.
+    y = tf.random.normal([1, 13, 6, tiny_model.config.latent_channels], seed=3) * 1e7
+    messages = []
+    for z_rows in (None, 1):
+        # In a graph, as coding runs: eager assertions word their errors differently.
+        compress = tf.function(lambda y, z_rows=z_rows: tiny_model.hyperprior.compress(
+            y, None if z_rows is None else tf.constant(z_rows), with_y_hat=False).y_strings)
+        with pytest.raises(tf.errors.InvalidArgumentError) as error:
+            compress(y)
+        messages.append(bitstream.check_message(error.value))
+    assert messages[0] == messages[1]
+    assert "hyper-latent is too large for exact integer arithmetic in h_s" in messages[0]
+
+
+def test_damaged_files_are_refused_alike_in_strips_and_whole(tiny_model, rng):
+    from hific_tf.codec import codec_from_model
+
+    image = rng.integers(0, 256, size=(150, 70, 3), dtype=np.uint8)  # z: 3 x 2
+    tiny_model.set_memory_budget(None, max_tile=1)
+    assert int(tiny_model.tiler.hyper_rows(tf.constant(10), tf.constant(5))) == 1
+    tiny_model.set_memory_budget()
+    data = tiny_model.compress(image).numpy()
+    header = struct.Struct(">4sB16sIIII")
+    _, _, _, _, _, z_length, y_length = header.unpack_from(data)
+
+    def rebuilt(body: bytes, height: int = 150, width: int = 70,
+                lengths: tuple[int, int] = (z_length, y_length)) -> bytes:
+        prefix = header.pack(b"\x89HFC", bitstream.VERSION, data[5:21], height, width,
+                             *lengths) + body
+        return prefix + bytes(tf.fingerprint(tf.constant([prefix])).numpy()[0])
+
+    body = data[bitstream.HEADER_BYTES:-8]
+    damaged = {"swapped": rebuilt(body[z_length:] + body[:z_length], lengths=(y_length,
+                                                                              z_length)),
+               "large": rebuilt(body, height=4000, width=4000),
+               "truncated": data[:len(data) // 2]}
+    for position in range(0, len(body), max(len(body) // 40, 1)):
+        flipped = bytearray(body)
+        flipped[position] ^= 0x5A
+        damaged[f"byte {position}"] = rebuilt(bytes(flipped))  # checksum rewritten
+    codec = codec_from_model(tiny_model)
+
+    def outcome(file: bytes) -> str:
+        try:
+            decoded = codec.decompress(file)
+        except bitstream.FormatError as error:
+            assert "\n" not in str(error)
+            return str(error)
+        return f"decoded {decoded.tobytes().hex()[:32]}"
+
+    whole = {name: outcome(file) for name, file in damaged.items()}
+    assert "its coded data does not decode" in whole["swapped"]
+    assert "z string is too short" in whole["large"]
+    assert any("does not decode" in message for message in whole.values())
+    tiny_model.set_memory_budget(None, max_tile=1)
+    try:
+        strips = {name: outcome(file) for name, file in damaged.items()}
+    finally:
+        tiny_model.set_memory_budget()
+    assert strips == whole
 
 
 @pytest.mark.parametrize("text,size", [("2GiB", 2 * 2**30), ("1.5GB", 1_500_000_000),
