@@ -17,7 +17,7 @@ from hific_tf.configs import ModelConfig
 from hific_tf.entropy_coding import CodingTables, ZTables
 from hific_tf.hyperprior import Coded, Hyperprior
 from hific_tf.networks import Encoder, Generator
-from hific_tf.tiling import Tiler, to_uint8
+from hific_tf.tiling import Tiler, reflect_indices, to_uint8
 
 
 class ForwardOutputs(NamedTuple):
@@ -47,10 +47,7 @@ def reflect_pad(image: tf.Tensor, multiple: int) -> tf.Tensor:
     """
 
     def mirrored_indices(size: tf.Tensor) -> tf.Tensor:
-        padded = (size + multiple - 1) // multiple * multiple
-        period = tf.maximum(2 * size - 2, 1)
-        position = tf.range(padded) % period
-        return tf.where(position < size, position, period - position)
+        return reflect_indices(size, (size + multiple - 1) // multiple * multiple)
 
     shape = tf.shape(image)
     image = tf.gather(image, mirrored_indices(shape[0]), axis=0)
@@ -175,8 +172,8 @@ class HiFiC(tf.keras.Model):
             "image size ", tf.strings.as_string(height), "x", tf.strings.as_string(width),
             f" is outside 1x1 to {bitstream.MAX_SIDE}x{bitstream.MAX_SIDE}")
         with tf.control_dependencies([size_ok]):
-            padded = reflect_pad(image, self.config.pad_multiple)
-        y = self.tiler.encode(self.encoder, padded)
+            # Padded to the latent stride tile by tile (tiling.py), as reflect_pad pads.
+            y = self.tiler.encode(self.encoder, tf.identity(image))
         z_rows = self.tiler.hyper_rows(tf.shape(y)[1], tf.shape(y)[2])
         return self.hyperprior.compress(y, z_rows, with_y_hat), height, width
 

@@ -5,8 +5,8 @@ of at least the network's receptive field, so that the interior of every tile is
 from exactly the pixels (or latents) the untiled network uses. ChannelNorm is per pixel, so
 only the convolutions couple neighbours, and tile origins sit on multiples of the latent
 stride, so every strided or transposed convolution sees the same phase as in the whole
-image. The entropy models still see the whole latent: tiling changes neither the file
-format nor the file.
+image. The range coder codes y in h_s's strips of whole rows, top to bottom, which writes
+the whole latent's string: tiling changes neither the file format nor the file.
 
 E and G are each tiled on two levels, because their cost is split unevenly: the part at
 full or near-full resolution (E's first layers, up to stride 4; G's upsampling tail) holds
@@ -58,6 +58,11 @@ _LARGE_SHARE = 0.75
 # at once).
 _HYPER_COPIES = 2.0
 _DOUBLE_BYTES = 8
+# A strip's coding, per element of y on its rows: its means and table indexes (8 bytes), the
+# index rule's float64 accumulator, crop and transpose (24), and the range coder's symbols
+# with their rounding and offset temporaries (up to 4 int32 or float32 copies, 16). An
+# estimate from the operations, not measured.
+_STRIP_CODING_BYTES = 48
 
 
 class TileSettings(tf.Module):
@@ -255,7 +260,8 @@ class Tiler(tf.Module):
                 self._capped(tf.cast(widths[best], tf.int32)))
 
     def _encoder_available(self, rows: tf.Tensor, columns: tf.Tensor) -> tf.Tensor:
-        # Held whole while tiles run: the padded uint8 image and y's finished tiles.
+        # Held whole while tiles run: the uint8 image (the caller's; strips are padded as
+        # they are gathered) and y's finished tiles.
         held = (tf.cast(rows * columns, tf.float64)
                 * (3.0 * self.stride**2 + _FLOAT_BYTES * self.latent_channels))
         return self._available(held)
@@ -311,25 +317,33 @@ class Tiler(tf.Module):
 
     def hyper_rows(self, rows: tf.Tensor, columns: tf.Tensor) -> tf.Tensor:
         """Rows of z per strip of h_s (both networks, one after the other) for a rows x
-        columns latent grid: the image, y and the finished strips of its means and table
-        indexes are held whole meanwhile."""
+        columns latent grid; y is range coded strip by strip as they come. Held whole
+        meanwhile: the image and y (compress) or y_hat's finished strips (decompress)."""
         z_rows = -(-rows // self.hyper_stride)
         z_columns = -(-columns // self.hyper_stride)
         held = (tf.cast(rows * columns, tf.float64)
-                * (3.0 * self.stride**2 + 3.0 * _FLOAT_BYTES * self.latent_channels))
-        bytes_per_row = self.hyper_bytes_per_position * tf.cast(z_columns, tf.float64)
+                * (3.0 * self.stride**2 + _FLOAT_BYTES * self.latent_channels))
+        per_position = (self.hyper_bytes_per_position
+                        + _STRIP_CODING_BYTES * self.hyper_stride**2 * self.latent_channels)
+        bytes_per_row = per_position * tf.cast(z_columns, tf.float64)
         return self._strip_rows(self._available(held), bytes_per_row, sum(self.hyper_halo),
                                 z_rows)
 
-    def encode(self, encoder: tf.keras.Sequential, padded: tf.Tensor) -> tf.Tensor:
-        """E of a uint8 [H', W', 3] image padded to the latent stride → y [1, H'/s, W'/s, C].
+    def encode(self, encoder: tf.keras.Sequential, image: tf.Tensor) -> tf.Tensor:
+        """E of a uint8 [H, W, 3] image reflect-padded to H', W', multiples of the latent
+        stride s (as `reflect_indices` pads) → y [1, H'/s, W'/s, C].
 
         Each large tile runs E's head over full-width strips of its (haloed) area, each strip
-        reaching the pixels that make all of its values exact, then the rest of E.
+        reaching the pixels that make all of its values exact, then the rest of E. A strip
+        gathers its pixels, padding included, from the image and casts them to float: no
+        padded or float copy of the whole image is made.
         """
         stride, head_stride = self.stride, self.head_stride
         scale = stride // head_stride
-        rows, columns = tf.shape(padded)[0] // stride, tf.shape(padded)[1] // stride
+        height, width = tf.shape(image)[0], tf.shape(image)[1]
+        rows, columns = (height + stride - 1) // stride, (width + stride - 1) // stride
+        pixel_rows = reflect_indices(height, stride * rows)
+        pixel_columns = reflect_indices(width, stride * columns)
         before, after = self.encoder_halo
         head_before, head_after = self.head_halo
         head_layers = encoder.layers[:self.encoder_split]
@@ -346,8 +360,9 @@ class Tiler(tf.Module):
                 top_, bottom_ = scale * y0 + top_, scale * y0 + bottom_
                 r0 = tf.maximum(top_ - head_before, 0)
                 r1 = tf.minimum(bottom_ + head_after, scale * rows)
-                pixels = padded[head_stride * r0:head_stride * r1,
-                                head_stride * c0:head_stride * c1]
+                pixels = tf.gather(
+                    tf.gather(image, pixel_rows[head_stride * r0:head_stride * r1]),
+                    pixel_columns[head_stride * c0:head_stride * c1], axis=1)
                 hidden = tf.cast(pixels, tf.float32)[tf.newaxis] / 255.0
                 for layer in head_layers:
                     hidden = layer(hidden)
@@ -438,6 +453,15 @@ def _columns(layers: list[tf.keras.layers.Layer]) -> tuple[int, float]:
         else:
             scale //= layer.strides[0]
     return scale, widest
+
+
+def reflect_indices(size: tf.Tensor, padded: tf.Tensor) -> tf.Tensor:
+    """Positions 0 ... padded - 1 of an axis of `size` positions reflect-padded at its end:
+    the source position of each. The mirror repeats as often as needed, so sizes smaller
+    than the padding (down to 1) are handled too."""
+    period = tf.maximum(2 * size - 2, 1)
+    position = tf.range(padded) % period
+    return tf.where(position < size, position, period - position)
 
 
 def to_uint8(image: tf.Tensor) -> tf.Tensor:
