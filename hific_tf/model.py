@@ -172,8 +172,9 @@ class HiFiC(tf.keras.Model):
             "image size ", tf.strings.as_string(height), "x", tf.strings.as_string(width),
             f" is outside 1x1 to {bitstream.MAX_SIDE}x{bitstream.MAX_SIDE}")
         with tf.control_dependencies([size_ok]):
-            # Padded to the latent stride tile by tile (tiling.py), as reflect_pad pads.
-            y = self.tiler.encode(self.encoder, tf.identity(image))
+            image = tf.identity(image)
+        # E pads its strips to the latent stride as it gathers them, as reflect_pad pads.
+        y = self.tiler.encode(self.encoder, image)
         z_rows = self.tiler.hyper_rows(tf.shape(y)[1], tf.shape(y)[2])
         return self.hyperprior.compress(y, z_rows, with_y_hat), height, width
 
