@@ -4,7 +4,9 @@ Each (size, operation, budget) runs in its own process, so that its peak residen
 its own. The weights are freshly initialised (random, seed 0): the networks' cost does not
 depend on their values; the rate, and so the range coder's share of the time, does (random
 weights code at about 7 bpp, a trained model near 0.3). The test images are a val photo
-resized to each size. Writes benchmarks/results/tiled_coding.{json,csv,png}.
+resized to each size, written once as PNG files that the compress workers read as the
+command line reads an image (hific_tf.images.read_image). Writes
+benchmarks/results/tiled_coding.{json,csv,png}.
 
     python benchmarks/tiled_coding.py [--data=../shared/data] [--model=hific]
 """
@@ -47,25 +49,28 @@ def test_image(data: Path, size: str) -> np.ndarray:
     return np.asarray(photo.resize((width, height), Image.BICUBIC))
 
 
-def worker(operation: str, size: str, budget: str, model_name: str, data: Path,
+def worker(operation: str, size: str, budget: str, model_name: str, image_path: Path,
            coded: Path) -> dict:
-    """Runs one operation once in this process and reports its costs."""
+    """Runs one operation once in this process and reports its costs; compress reads the
+    test image from `image_path` as the command line does."""
     import tensorflow as tf
 
     from hific_tf.cli.common import parse_memory_size
     from hific_tf.configs import model_preset
+    from hific_tf.images import read_image
     from hific_tf.model import HiFiC
 
     tf.keras.utils.set_random_seed(0)
-    image = test_image(data, size) if operation == "compress" else None
+    image = read_image(image_path) if operation == "compress" else None
     model = HiFiC(model_preset(model_name)).prepare_for_coding()
     model.set_memory_budget(parse_memory_size(budget))
     # Trace both functions on a small image so that tracing is not timed.
     model.decompress(model.compress(np.zeros((64, 64, 3), np.uint8)))
     rows, columns = -(-SIZES[size][0] // 16), -(-SIZES[size][1] // 16)
-    sides = {"encoder": int(model.tiler.encoder_side(tf.constant(rows), tf.constant(columns))),
-             "generator": int(model.tiler.generator_side(tf.constant(rows),
-                                                         tf.constant(columns)))}
+    rows, columns = tf.constant(rows), tf.constant(columns)
+    sides = {"encoder": [int(side) for side in model.tiler.encoder_tile(rows, columns)],
+             "generator": [int(side) for side in model.tiler.generator_tile(rows, columns)],
+             "hyper_synthesis_z_rows": int(model.tiler.hyper_rows(rows, columns))}
     baseline = peak_rss_mib()
     cpu_started = time.process_time()
     started = time.perf_counter()
@@ -119,6 +124,8 @@ def plot(results: list[dict], path: Path) -> None:
 def main() -> None:
     import argparse
 
+    from hific_tf.images import write_png
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--model", default="hific", help="Model preset (hific: full size).")
@@ -128,9 +135,10 @@ def main() -> None:
     parser.add_argument("--size", choices=list(SIZES))
     parser.add_argument("--budget")
     parser.add_argument("--coded", type=Path)
+    parser.add_argument("--image", type=Path, help="The test image (workers).")
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.size, args.budget, args.model, args.data,
+        print(json.dumps(worker(args.worker, args.size, args.budget, args.model, args.image,
                                 args.coded)))
         return
     if not (args.data / PHOTO).is_file():
@@ -148,11 +156,14 @@ def main() -> None:
             if size not in wanted:
                 continue
             coded = Path(scratch) / f"{size}-{budget}.hfc"
+            image = Path(scratch) / f"{size}.png"
+            if not image.exists():
+                write_png(image, test_image(args.data, size))
             for operation in ("compress", "decompress"):
                 print(f"{operation} {size} at {budget} ...", flush=True)
                 output = subprocess.run(
                     [sys.executable, __file__, f"--worker={operation}", f"--size={size}",
-                     f"--budget={budget}", f"--model={args.model}", f"--data={args.data}",
+                     f"--budget={budget}", f"--model={args.model}", f"--image={image}",
                      f"--coded={coded}"], check=True, capture_output=True, text=True).stdout
                 result = json.loads(output.strip().splitlines()[-1])
                 print(f"  {result['seconds']:.1f} s ({result['cpu_seconds']:.1f} s CPU), "

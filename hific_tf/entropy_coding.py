@@ -26,6 +26,7 @@ entry of the scale table (the number of entries below it, the last entry exclude
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -197,17 +198,62 @@ class IntegerSynthesis(tf.Module):
             self._input_limits.append(
                 tf.constant((EXACT_LIMIT - largest_bias) / max(largest_sum, 1.0), tf.float64))
         self.step = self._steps[-1]
+        self._kernel_sizes = [layer.kernel_size[0] for layer in network.layers]
+        # Runs over row ranges with explicit padding, ordinary convolutions of stride 1 and
+        # transposed ones of any stride, so every row's phase is the same in any range.
+        self.rows_tileable = all(
+            geometry.padding != "SAME" and (geometry.transposed or geometry.strides[0] == 1)
+            for geometry in self._geometries)
+        if self.rows_tileable:
+            self.upsampling = math.prod(geometry.strides[0] for geometry in self._geometries)
+            low, high = self._reach(0, self.upsampling - 1)[0]
+            # Rows of the input beyond a row's own that its outputs read.
+            self.halo = (-low, high)
 
-    def accumulate(self, inputs: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def _reach(self, low: tf.Tensor, high: tf.Tensor) -> list[tuple[tf.Tensor, tf.Tensor]]:
+        """For output rows low...high (inclusive): the rows of each layer's input that they
+        read, first layer first, then low...high themselves."""
+        reach = [(low, high)]
+        for geometry, size in zip(reversed(self._geometries), reversed(self._kernel_sizes),
+                                  strict=True):
+            stride, before = geometry.strides[0], geometry.padding[1][0]
+            if geometry.transposed:  # Output o sums inputs i with s*i - before + t = o.
+                low, high = -((size - 1 - before - low) // stride), (high + before) // stride
+            else:
+                low, high = low - before, high - before + size - 1
+            reach.append((low, high))
+        return reach[::-1]
+
+    def accumulate(self, inputs: tf.Tensor, top: tf.Tensor | None = None,
+                   bottom: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
         """The last layer's integer accumulator (float64 holding integers) for float inputs,
-        and whether every layer's sums were exact (inputs within the layer's limit)."""
+        and whether every layer's sums were exact (inputs within the layer's limit).
+
+        Given top and bottom (`rows_tileable` networks), only output rows top...bottom - 1:
+        each layer runs on the rows of its input that those read and keeps the rows the
+        next layers read, so that every value computed, and checked, is the whole
+        network's (integer sums are exact in any order).
+        """
         values = tf.round(tf.cast(inputs, tf.float64) / _ACTIVATION_UNIT)
+        if top is not None:
+            reach = self._reach(top, bottom - 1)
+            length = tf.shape(values)[1]
+            start = tf.maximum(reach[0][0], 0)
+            values = values[:, start:tf.minimum(reach[0][1] + 1, length)]
         exact = []
         for index, (geometry, kernel, bias, step, relu, limit) in enumerate(zip(
                 self._geometries, self._kernels, self._biases, self._steps, self._relus,
                 self._input_limits, strict=True)):
             exact.append(tf.reduce_max(tf.abs(values)) <= limit)
             accumulator = _linear(geometry, values, kernel) + bias
+            if top is not None:
+                if geometry.transposed:
+                    origin, length = start * geometry.strides[0], length * geometry.strides[0]
+                else:
+                    origin = start
+                low, high = reach[index + 1]
+                start = tf.maximum(low, 0)
+                accumulator = accumulator[:, start - origin:tf.minimum(high + 1, length) - origin]
             if index == len(self._kernels) - 1:
                 return accumulator, tf.reduce_all(exact)
             if relu:
@@ -339,19 +385,41 @@ class Coder(tf.Module):
         sane = gen_ops.entropy_decode_finalize(handle)
         return tf.cast(symbols + self.z_cdf_offset, tf.float32) + self.z_offset, sane
 
-    def encode_y(self, y: tf.Tensor, mean: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
-        """Codes round(y - mean) with the distribution of each element's table index."""
+    def y_encoder(self, batch_shape: tf.Tensor) -> tf.Tensor:
+        """A range encoder for y, one string per image of a [B] `batch_shape`; `encode_y`
+        appends to it and `finish_y` returns the strings."""
+        return gen_ops.create_range_encoder(batch_shape, self.y_cdf)
+
+    def encode_y(self, handle: tf.Tensor, y: tf.Tensor, mean: tf.Tensor,
+                 index: tf.Tensor) -> tf.Tensor:
+        """Appends round(y - mean), coded with the distribution of each element's table
+        index, to the encoder `handle`; returns the new handle.
+
+        The coder appends each image's elements in row-major order, so coding a latent in
+        strips of whole rows, top to bottom, writes the same string as coding it at once.
+        """
         symbols = tf.cast(tf.round(y - mean), tf.int32) - tf.gather(self.y_cdf_offset, index)
-        handle = gen_ops.create_range_encoder(tf.shape(y)[:1], self.y_cdf)
-        handle = gen_ops.entropy_encode_index(handle, index, symbols)
+        return gen_ops.entropy_encode_index(handle, index, symbols)
+
+    @staticmethod
+    def finish_y(handle: tf.Tensor) -> tf.Tensor:
+        """The strings an encoder from `y_encoder` has written."""
         return gen_ops.entropy_encode_finalize(handle)
 
-    def decode_y(self, strings: tf.Tensor, mean: tf.Tensor,
+    def y_decoder(self, strings: tf.Tensor) -> tf.Tensor:
+        """A range decoder reading y from `strings` (one per image), for `decode_y`."""
+        return gen_ops.create_range_decoder(strings, self.y_cdf)
+
+    def decode_y(self, handle: tf.Tensor, mean: tf.Tensor,
                  index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """Inverse of `encode_y`: (y_hat = symbols + mean, the decoder's sanity flags)."""
-        handle = gen_ops.create_range_decoder(strings, self.y_cdf)
+        """Inverse of `encode_y`: reads the elements of `index`'s shape (in the order
+        `encode_y` wrote them) and returns the new handle and y_hat = symbols + mean."""
         handle, symbols = gen_ops.entropy_decode_index(
             handle, index, tf.shape(index)[1:], tf.int32)
-        sane = gen_ops.entropy_decode_finalize(handle)
         symbols += tf.gather(self.y_cdf_offset, index)
-        return tf.cast(symbols, tf.float32) + mean, sane
+        return handle, tf.cast(symbols, tf.float32) + mean
+
+    @staticmethod
+    def finish_decoding_y(handle: tf.Tensor) -> tf.Tensor:
+        """The decoder's sanity flags once every element has been read."""
+        return gen_ops.entropy_decode_finalize(handle)

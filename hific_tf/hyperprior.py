@@ -15,7 +15,7 @@ from typing import NamedTuple
 import tensorflow as tf
 import tensorflow_compression as tfc
 
-from hific_tf import bitstream
+from hific_tf import bitstream, tiling
 from hific_tf.configs import ModelConfig
 from hific_tf.entropy_coding import (
     Coder,
@@ -25,7 +25,7 @@ from hific_tf.entropy_coding import (
     build_tables,
     table_index,
 )
-from hific_tf.layers import ZeroPaddedConv2D, ZeroPaddedConv2DTranspose
+from hific_tf.layers import Chain, ZeroPaddedConv2D, ZeroPaddedConv2DTranspose
 
 # z is y downsampled twice by stride-2 convolutions with explicit padding: ceil(y / 4).
 Z_STRIDE = 4
@@ -71,13 +71,13 @@ class Hyperprior(tf.keras.layers.Layer):
     def __init__(self, config: ModelConfig, name: str = "hyperprior") -> None:
         super().__init__(name=name)
         width = config.hyper_channels
-        self.analysis = tf.keras.Sequential(
+        self.analysis = Chain(
             [ZeroPaddedConv2D(width, 3, activation="relu"),
              ZeroPaddedConv2D(width, 5, strides=2, activation="relu"),
              ZeroPaddedConv2D(width, 5, strides=2)], name="h_a")
 
         def synthesis(name: str) -> tf.keras.Sequential:
-            return tf.keras.Sequential(
+            return Chain(
                 [ZeroPaddedConv2DTranspose(width, 5, activation="relu"),
                  ZeroPaddedConv2DTranspose(width, 5, activation="relu"),
                  ZeroPaddedConv2D(config.latent_channels, 3)], name=name)
@@ -178,55 +178,133 @@ class Hyperprior(tf.keras.layers.Layer):
         if not self.prepared:
             raise RuntimeError("call prepare_for_coding() after loading weights, before coding")
 
-    def coding_parameters(self, z_hat: tf.Tensor, y_shape: tf.Tensor
+    @property
+    def strip_halo(self) -> tuple[int, int] | None:
+        """Rows of z beyond a strip's own that h_s reads when it runs in strips (integer
+        mode); None where it runs whole."""
+        synthesis = self._integer_mean
+        return synthesis.halo if synthesis is not None and synthesis.rows_tileable else None
+
+    def coding_parameters(self, z_hat: tf.Tensor, y_shape: tf.Tensor,
+                          z_rows: tf.Tensor | None = None
                           ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """y's means and int32 table indexes from z_hat, cropped to y's [height, width]
         `y_shape`, as encoder and decoder compute them, and whether they are exact (always
-        true in float mode, which promises nothing).
+        true in float mode, which promises nothing); whole, joined from strips of `z_rows`
+        rows of z if given (see `_over_strips`, which coding uses without joining them).
+        """
+        def keep(top, mean, index, exact, state):
+            return (tf.logical_and(state[0], exact),), (mean, index)
+
+        (exact,), (mean, index) = self._over_strips(z_hat, y_shape, z_rows, keep,
+                                                    (tf.constant(True),),
+                                                    (tf.float32, tf.int32))
+        return mean, index, exact
+
+    def _over_strips(self, z_hat: tf.Tensor, y_shape: tf.Tensor, z_rows: tf.Tensor | None,
+                     body, state: tuple, dtypes: tuple) -> tuple[tuple, tuple]:
+        """Runs `body` over y's rows in strips, top to bottom, with each strip's coding
+        parameters; returns the last state and body's outputs joined along the rows.
+
+        body(top, mean, index, exact, state) → (state, outputs): `top` is the strip's first
+        row of y, `mean` and int32 `index` are y's means and table indexes on the strip's
+        rows ([B, rows, width, C], cropped to y's [height, width] `y_shape`), `exact`
+        whether they are exact (always true in float mode, which promises nothing), `state`
+        a tuple of tensors carried from strip to strip and `outputs` a tuple of
+        [B, rows, width, C] tensors of `dtypes`.
 
         In integer mode both come from exact integer arithmetic (see entropy_coding), so every
-        machine derives the same values from the same z_hat.
+        machine derives the same values from the same z_hat, and h_s may run in strips of
+        `z_rows` rows of z (one image; None: one strip, the whole latent, of any batch) with
+        the same values: its float64 buffers are 16 times z's positions and wide, and
+        whole-latent means, indexes and symbols would each be as large as y (tiling.py
+        sizes the strips). Float mode runs whole.
         """
         self._check_prepared()
         thresholds = self.coder.scale_thresholds
         if self._integer_mean is None:
-            return (crop(self.synthesis_mean(z_hat), y_shape),
-                    table_index(crop(self.synthesis_scale(z_hat), y_shape), thresholds),
-                    tf.constant(True))
-        mean_accumulator, mean_exact = self._integer_mean.accumulate(z_hat)
-        scale_accumulator, scale_exact = self._integer_scale.accumulate(z_hat)
-        return (self._integer_mean.outputs(crop(mean_accumulator, y_shape)),
-                table_index(crop(scale_accumulator, y_shape), thresholds),
-                tf.logical_and(mean_exact, scale_exact))
+            return body(0, crop(self.synthesis_mean(z_hat), y_shape),
+                        table_index(crop(self.synthesis_scale(z_hat), y_shape), thresholds),
+                        tf.constant(True), state)
 
-    def compress(self, y: tf.Tensor) -> Coded:
-        """Codes a batch of latents; returns strings and the quantised latents."""
+        def parameters(top, bottom):
+            # Output rows top...bottom - 1, the mean network's first, then the scale's.
+            end = y_shape[0] if top is None else tf.minimum(bottom, y_shape[0]) - top
+            mean_accumulator, mean_exact = self._integer_mean.accumulate(z_hat, top, bottom)
+            mean = self._integer_mean.outputs(crop(mean_accumulator, [end, y_shape[1]]))
+            with tf.control_dependencies([mean]):
+                scale_accumulator, scale_exact = self._integer_scale.accumulate(
+                    z_hat, top, bottom)
+            index = table_index(crop(scale_accumulator, [end, y_shape[1]]), thresholds)
+            return mean, index, tf.logical_and(mean_exact, scale_exact)
+
+        if z_rows is None or self.strip_halo is None:
+            return body(0, *parameters(None, None), state)
+        starts, ends = tiling.spans(tf.shape(z_hat)[1], z_rows)
+        upsampling = self._integer_mean.upsampling
+
+        def one_strip(i, state, pieces):
+            top = upsampling * starts[i]
+            state, outputs = body(top, *parameters(top, upsampling * ends[i]), state)
+            return (i + 1, state,
+                    tuple(piece.write(i, output[0])
+                          for piece, output in zip(pieces, outputs, strict=True)))
+
+        pieces = tuple(tf.TensorArray(dtype, size=tf.size(starts), infer_shape=False,
+                                      element_shape=tf.TensorShape([None, None,
+                                                                    self._latent_channels]))
+                       for dtype in dtypes)
+        _, state, pieces = tf.while_loop(lambda i, *_: i < tf.size(starts), one_strip,
+                                         [0, state, pieces], parallel_iterations=1)
+        return state, tuple(piece.concat()[tf.newaxis] for piece in pieces)
+
+    def compress(self, y: tf.Tensor, z_rows: tf.Tensor | None = None,
+                 with_y_hat: bool = True) -> Coded:
+        """Codes a batch of latents (one, if h_s runs in strips of `z_rows`); returns strings
+        and the quantised latents (y_hat None unless `with_y_hat`).
+
+        y is range coded strip by strip as h_s's strips come, so no whole-latent means,
+        indexes or symbols exist; the string is the same as coding y at once."""
         z = self.analysis(y)
         z_strings, z_hat = self.coder.encode_z(z)
-        mean, index, exact = self.coding_parameters(z_hat, tf.shape(y)[1:3])
-        exact = bitstream.check(
-            exact, "the image's hyper-latent is too large for exact integer arithmetic in h_s, "
-            "so its file would not decode the same everywhere")
-        with tf.control_dependencies([exact]):
-            y_strings = self.coder.encode_y(y, mean, index)
-        y_hat = tf.round(y - mean) + mean
-        return Coded(z_strings=z_strings, y_strings=y_strings, z_hat=z_hat, y_hat=y_hat)
 
-    def decompress(self, z_strings: tf.Tensor, y_strings: tf.Tensor,
-                   y_shape: tf.Tensor) -> tf.Tensor:
-        """Recovers y_hat from the strings; `y_shape` is y's [height, width] (int32). A string
-        the range decoder cannot read to its end fails a check (bitstream.check_message)."""
+        def encode(top, mean, index, exact, state):
+            exact = bitstream.check(
+                exact, "the image's hyper-latent is too large for exact integer arithmetic "
+                "in h_s, so its file would not decode the same everywhere")
+            with tf.control_dependencies([exact]):
+                rows = y[:, top:top + tf.shape(mean)[1]]
+                handle = self.coder.encode_y(state[0], rows, mean, index)
+            return (handle,), ((tf.round(rows - mean) + mean,) if with_y_hat else ())
+
+        (handle,), y_hat = self._over_strips(
+            z_hat, tf.shape(y)[1:3], z_rows, encode, (self.coder.y_encoder(tf.shape(y)[:1]),),
+            (tf.float32,) if with_y_hat else ())
+        return Coded(z_strings=z_strings, y_strings=self.coder.finish_y(handle), z_hat=z_hat,
+                     y_hat=y_hat[0] if with_y_hat else None)
+
+    def decompress(self, z_strings: tf.Tensor, y_strings: tf.Tensor, y_shape: tf.Tensor,
+                   z_rows: tf.Tensor | None = None) -> tf.Tensor:
+        """Recovers y_hat from the strings; `y_shape` is y's [height, width] (int32), `z_rows`
+        as for `compress`, y being decoded strip by strip. A string the range decoder cannot
+        read to its end fails a check (bitstream.check_message)."""
         self._check_prepared()
         fits = bitstream.check(
             self.coder.z_string_fits(tf.strings.length(z_strings[0]), z_shape(y_shape)),
             "the file is corrupt: its z string is too short for the image size in its header")
         with tf.control_dependencies([fits]):
             z_hat, z_sane = self.coder.decode_z(z_strings, z_shape(y_shape))
+
+        def decode(top, mean, index, exact, state):
+            handle, y_hat = self.coder.decode_y(state[0], mean, index)
+            return (handle,), (y_hat,)
+
         # A damaged z string stops here, before y (16 times as many symbols) is decoded.
         with tf.control_dependencies([_check_sane(z_sane)]):
-            mean, index, _ = self.coding_parameters(z_hat, y_shape)
-        y_hat, y_sane = self.coder.decode_y(y_strings, mean, index)
-        with tf.control_dependencies([_check_sane(y_sane)]):
+            (handle,), (y_hat,) = self._over_strips(
+                z_hat, y_shape, z_rows, decode, (self.coder.y_decoder(y_strings),),
+                (tf.float32,))
+        with tf.control_dependencies([_check_sane(self.coder.finish_decoding_y(handle))]):
             return tf.identity(y_hat)
 
     def information_content(self, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:

@@ -5,6 +5,21 @@ from __future__ import annotations
 import tensorflow as tf
 
 
+class Chain(tf.keras.Sequential):
+    """A Keras Sequential that calls its layers in turn.
+
+    Keras' Sequential otherwise builds a functional graph of its layers (autograph
+    conversion included) for every input shape it has not seen, eagerly: about a second of
+    every command's start-up for building the weights, and again when the coding functions
+    are traced. The layers, their weights and their order are the same.
+    """
+
+    def __init__(self, layers: list[tf.keras.layers.Layer] | None = None,
+                 name: str | None = None) -> None:
+        super().__init__(layers, name=name)
+        self._use_legacy_deferred_behavior = True
+
+
 class ChannelNorm(tf.keras.layers.Layer):
     """Normalises each pixel over its channels only (the paper's ChannelNorm).
 

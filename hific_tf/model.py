@@ -17,7 +17,7 @@ from hific_tf.configs import ModelConfig
 from hific_tf.entropy_coding import CodingTables, ZTables
 from hific_tf.hyperprior import Coded, Hyperprior
 from hific_tf.networks import Encoder, Generator
-from hific_tf.tiling import Tiler, to_uint8
+from hific_tf.tiling import Tiler, reflect_indices, to_uint8
 
 
 class ForwardOutputs(NamedTuple):
@@ -47,10 +47,7 @@ def reflect_pad(image: tf.Tensor, multiple: int) -> tf.Tensor:
     """
 
     def mirrored_indices(size: tf.Tensor) -> tf.Tensor:
-        padded = (size + multiple - 1) // multiple * multiple
-        period = tf.maximum(2 * size - 2, 1)
-        position = tf.range(padded) % period
-        return tf.where(position < size, position, period - position)
+        return reflect_indices(size, (size + multiple - 1) // multiple * multiple)
 
     shape = tf.shape(image)
     image = tf.gather(image, mirrored_indices(shape[0]), axis=0)
@@ -116,9 +113,12 @@ class HiFiC(tf.keras.Model):
         self.build_weights()
         self.hyperprior.prepare_for_coding(tables, z_tables)
         self.model_id = tf.Variable(self.fingerprint(), trainable=False, name="model_id")
+        halo = self.hyperprior.strip_halo
         self.tiler = Tiler(self.encoder, self.generator,
                            sum(int(tf.size(v)) * v.dtype.size for v in self.variables
-                               if v.dtype != tf.string))
+                               if v.dtype != tf.string),
+                           None if halo is None else self.hyperprior.synthesis_mean,
+                           halo or (0, 0))
         return self
 
     @property
@@ -159,8 +159,10 @@ class HiFiC(tf.keras.Model):
         if self.model_id is None:
             raise RuntimeError("call prepare_for_coding() after loading weights, before coding")
 
-    def encode(self, image: tf.Tensor) -> tuple[Coded, tf.Tensor, tf.Tensor]:
-        """Codes one uint8 [H, W, 3] image; returns the coded latents and H, W."""
+    def encode(self, image: tf.Tensor, with_y_hat: bool = True
+               ) -> tuple[Coded, tf.Tensor, tf.Tensor]:
+        """Codes one uint8 [H, W, 3] image; returns the coded latents (y_hat None unless
+        `with_y_hat`: the file does not need it) and H, W."""
         self._check_prepared()
         shape = tf.shape(image, out_type=tf.int64)
         height, width = shape[0], shape[1]
@@ -170,9 +172,11 @@ class HiFiC(tf.keras.Model):
             "image size ", tf.strings.as_string(height), "x", tf.strings.as_string(width),
             f" is outside 1x1 to {bitstream.MAX_SIDE}x{bitstream.MAX_SIDE}")
         with tf.control_dependencies([size_ok]):
-            padded = reflect_pad(image, self.config.pad_multiple)
-        y = self.tiler.encode(self.encoder, padded)
-        return self.hyperprior.compress(y), height, width
+            image = tf.identity(image)
+        # E pads its strips to the latent stride as it gathers them, as reflect_pad pads.
+        y = self.tiler.encode(self.encoder, image)
+        z_rows = self.tiler.hyper_rows(tf.shape(y)[1], tf.shape(y)[2])
+        return self.hyperprior.compress(y, z_rows, with_y_hat), height, width
 
     def decode_latent(self, data: tf.Tensor) -> Latent:
         """Validates a file and decodes its quantised latent y_hat."""
@@ -182,7 +186,8 @@ class HiFiC(tf.keras.Model):
         y_shape = tf.cast(tf.stack([(parsed.height + stride - 1) // stride,
                                     (parsed.width + stride - 1) // stride]), tf.int32)
         y_hat = self.hyperprior.decompress(
-            parsed.z_string[tf.newaxis], parsed.y_string[tf.newaxis], y_shape)
+            parsed.z_string[tf.newaxis], parsed.y_string[tf.newaxis], y_shape,
+            self.tiler.hyper_rows(y_shape[0], y_shape[1]))
         return Latent(y_hat=y_hat, height=parsed.height, width=parsed.width)
 
     def synthesize(self, latent: Latent) -> tf.Tensor:
@@ -194,7 +199,7 @@ class HiFiC(tf.keras.Model):
                  autograph=False)
     def compress(self, image: tf.Tensor) -> tf.Tensor:
         """uint8 [H, W, 3] image → the bytes of a whole `.hfc` file (scalar string)."""
-        coded, height, width = self.encode(image)
+        coded, height, width = self.encode(image, with_y_hat=False)
         return bitstream.pack(self.model_id, height, width, coded.z_strings[0],
                               coded.y_strings[0])
 

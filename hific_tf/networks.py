@@ -5,10 +5,17 @@ from __future__ import annotations
 import tensorflow as tf
 
 from hific_tf.configs import ModelConfig
-from hific_tf.layers import ChannelNorm, ResidualBlock, SpectralNormConv2D, conv, conv_transpose
+from hific_tf.layers import (
+    Chain,
+    ChannelNorm,
+    ResidualBlock,
+    SpectralNormConv2D,
+    conv,
+    conv_transpose,
+)
 
 
-class Encoder(tf.keras.Sequential):
+class Encoder(Chain):
     """E: image in [0, 1] → latent y at H/16 x W/16 with C_y channels."""
 
     def __init__(self, config: ModelConfig, name: str = "encoder") -> None:
@@ -28,7 +35,7 @@ class Generator(tf.keras.Model):
         super().__init__(name=name)
         head_width, *upsampling = config.generator_channels
         eps = config.norm_epsilon
-        self.head = tf.keras.Sequential(
+        self.head = Chain(
             [ChannelNorm(eps), conv(head_width, 3), ChannelNorm(eps)], name="head")
         self.residual_blocks = [ResidualBlock(head_width, eps, name=f"residual_{i}")
                                 for i in range(config.residual_blocks)]
@@ -37,7 +44,7 @@ class Generator(tf.keras.Model):
             upsampling_layers += [conv_transpose(width, 3), ChannelNorm(eps),
                                   tf.keras.layers.ReLU()]
         upsampling_layers.append(conv(3, 7))
-        self.tail = tf.keras.Sequential(upsampling_layers, name="tail")
+        self.tail = Chain(upsampling_layers, name="tail")
 
     def call(self, latent: tf.Tensor) -> tf.Tensor:
         return self.tail(self.body(latent))

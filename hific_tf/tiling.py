@@ -5,13 +5,16 @@ of at least the network's receptive field, so that the interior of every tile is
 from exactly the pixels (or latents) the untiled network uses. ChannelNorm is per pixel, so
 only the convolutions couple neighbours, and tile origins sit on multiples of the latent
 stride, so every strided or transposed convolution sees the same phase as in the whole
-image. The entropy models still see the whole latent: tiling changes neither the file
-format nor the file.
+image. The range coder codes y in h_s's strips of whole rows, top to bottom, which writes
+the whole latent's string: tiling changes neither the file format nor the file.
 
-G is tiled on two levels, because its cost is split unevenly: the head and residual blocks
-(most of the arithmetic, little memory per latent, a halo of 1 + 2 x residual_blocks
-latents) run over large tiles; the upsampling tail (little arithmetic, 256 pixels of wide
-activations per latent, a halo of one or two latents) runs over small tiles inside each.
+E and G are each tiled on two levels, because their cost is split unevenly: the part at
+full or near-full resolution (E's first layers, up to stride 4; G's upsampling tail) holds
+wide activations per latent but reaches only a few latents, so it runs over small tiles; the
+rest (most of E's halo; G's head and residual blocks, most of its arithmetic) holds little
+per latent and runs over large tiles, inside which the small ones are cut. A tile's shape
+is chosen from the budget to compute the fewest halo positions: full-width strips (halos on
+horizontal seams only) where a strip of a useful height fits, squarer tiles where not.
 
 Tile sides follow from a memory budget for the whole process (weights and TensorFlow
 included), read at run time from a variable, so a SavedModel honours the budget it is given
@@ -27,21 +30,39 @@ import tensorflow as tf
 from hific_tf.layers import ResidualBlock
 
 DEFAULT_MEMORY_BUDGET = 2 * 2**30
-# What the process holds besides the weights and the image: Python, TensorFlow and
-# tensorflow-compression (measured: 0.57 GiB after the first convolution on this project's
-# CPU machine).
-RUNTIME_BYTES = 640 * 2**20
+# What the process holds besides the weights and the image: Python, TensorFlow,
+# tensorflow-compression, the traced functions and oneDNN's caches. Measured with the
+# full-size model (benchmarks/results/tiled_coding.json, 2026-12-02): 1.58 GiB resident
+# after loading and tracing, of which 0.76 GiB are weights (float32, and h_s's float64
+# integer kernels), so about 840 MiB; 900 leaves a margin.
+RUNTIME_BYTES = 900 * 2**20
 _FLOAT_BYTES = 4
 # Live copies of a network's widest activation at its peak, measured with the full-size
 # model (benchmarks/results/codec_speed.json: 500 bytes per pixel above the weights for E,
 # 920 for G, both widest at 60 channels of full resolution); the residual blocks keep the
 # head, the running sum and one temporary.
 _ENCODER_COPIES = 2.5
+# E's layers up to this stride form its head, run over small tiles inside the large ones;
+# the head's output (4 x 4 positions of 240 channels per latent in the full-size model) is
+# then a quarter of the memory per pixel of its widest activation.
+_ENCODER_HEAD_STRIDE = 4
 _BODY_COPIES = 3.0
 _TAIL_COPIES = 4.0
-# Share of G's working memory that its large tiles (head and residual blocks) may take; the
-# upsampling tail's small tiles get the rest.
-_BODY_SHARE = 0.75
+# Share of the working memory that the large tiles (E after its head; G's head and residual
+# blocks) may take; the small tiles inside them get the rest.
+_LARGE_SHARE = 0.75
+# h_s in integer mode (float64): TensorFlow's CPU transposed convolution fills a column buffer
+# of k x k x filters values per input position. With its accumulators and the other layers,
+# and the two networks one after the other, measured with the small preset: 116 KB per
+# position of z at 96 channels (1.5 buffers of the widest layer; 217 KB with both networks
+# at once).
+_HYPER_COPIES = 2.0
+_DOUBLE_BYTES = 8
+# A strip's coding, per element of y on its rows: its means and table indexes (8 bytes), the
+# index rule's float64 accumulator, crop and transpose (24), and the range coder's symbols
+# with their rounding and offset temporaries (up to 4 int32 or float32 copies, 16). An
+# estimate from the operations, not measured.
+_STRIP_CODING_BYTES = 48
 
 
 class TileSettings(tf.Module):
@@ -119,22 +140,48 @@ def _widest(layers: list[tf.keras.layers.Layer], stride: int) -> float:
     return widest
 
 
+def _head_length(layers: list[tf.keras.layers.Layer], stride_limit: int) -> int:
+    """How many of a chain's first layers run at strides up to `stride_limit` (E's head)."""
+    stride = 1
+    for index, layer in enumerate(layers):
+        if isinstance(layer, tf.keras.layers.Conv2D):
+            stride *= layer.strides[0]
+            if stride > stride_limit:
+                return index
+    return len(layers)
+
+
+def _halo(layers: list[tf.keras.layers.Layer], stride: int) -> tuple[int, int]:
+    """(before, after): how many positions of a chain's output beyond a tile's own its
+    inputs reach, one output position spanning `stride` input positions."""
+    low, high = _interval(layers, 0, 0)
+    return -(low // stride), -(-(high - stride + 1) // stride)
+
+
 class Tiler(tf.Module):
-    """Runs a model's E and G tile by tile; built from the model's networks once.
+    """Runs a model's E and G tile by tile, and sizes h_s's strips; built from the model's
+    networks once.
 
     It keeps only numbers (halos, bytes per position) and the settings, never the networks,
     which the model passes to each call.
     """
 
     def __init__(self, encoder: tf.keras.Sequential, generator: tf.keras.Model,
-                 weight_bytes: int) -> None:
+                 weight_bytes: int, hyper_synthesis: tf.keras.Sequential | None = None,
+                 hyper_halo: tuple[int, int] = (0, 0)) -> None:
+        """`hyper_synthesis` is one of h_s's networks where h_s runs in strips of z rows
+        with `hyper_halo` rows of z beyond each strip (integer mode); None: whole."""
         super().__init__(name="tiler")
         self.settings = TileSettings()
-        encoder_convs = _convolutions(encoder.layers)
-        self.stride = math.prod(layer.strides[0] for layer in encoder_convs)
-        # Latent p reads pixels stride*p + low ... stride*p + high.
-        low, high = _interval(encoder_convs, 0, 0)
-        self.encoder_halo = (-(low // self.stride), -(-(high - self.stride + 1) // self.stride))
+        self.encoder_split = _head_length(encoder.layers, _ENCODER_HEAD_STRIDE)
+        head = _convolutions(encoder.layers[:self.encoder_split])
+        rest = _convolutions(encoder.layers[self.encoder_split:])
+        self.head_stride = math.prod(layer.strides[0] for layer in head)
+        self.stride = self.head_stride * math.prod(layer.strides[0] for layer in rest)
+        # Latent p reads pixels stride*p + low ... stride*p + high; head position q reads
+        # head_stride*q + low' ... head_stride*q + high'.
+        self.encoder_halo = _halo(head + rest, self.stride)
+        self.head_halo = _halo(head, self.head_stride)
         body = _convolutions(generator.head.layers + list(generator.residual_blocks))
         tail = _convolutions(generator.tail.layers)
         # Pixels stride*p ... stride*(p + 1) - 1 read latents p + low ... p + high.
@@ -142,13 +189,27 @@ class Tiler(tf.Module):
         self.tail_halo = (-low, high)
         reach_low, reach_high = _interval(body, 0, 0)
         self.body_halo = (-reach_low, reach_high)
-        self.latent_channels = encoder_convs[-1].filters
+        self.latent_channels = (head + rest)[-1].filters
+        self.head_channels = head[-1].filters
         self.feature_channels = body[-1].filters
-        self.encoder_bytes_per_pixel = _ENCODER_COPIES * _FLOAT_BYTES * _widest(encoder_convs, 1)
+        # E's small tiles (strips): its widest activation, per position of the head's
+        # output. Its large tiles: the head's output, then either its strips and the joined
+        # output, or the joined output and the rest's widest activation.
+        self.head_bytes_per_position = (_ENCODER_COPIES * _FLOAT_BYTES * _widest(head, 1)
+                                        * self.head_stride**2)
+        self.head_output_bytes_per_latent = (_FLOAT_BYTES * self.head_channels
+                                             * (self.stride // self.head_stride)**2)
+        self.encoder_bytes_per_latent = self.head_output_bytes_per_latent + max(
+            self.head_output_bytes_per_latent,
+            _ENCODER_COPIES * _FLOAT_BYTES * _widest(rest, self.head_stride) * self.stride**2)
         self.body_bytes_per_latent = _BODY_COPIES * _FLOAT_BYTES * self.feature_channels
         self.feature_bytes_per_latent = _FLOAT_BYTES * self.feature_channels
         self.tail_bytes_per_latent = (_TAIL_COPIES * _FLOAT_BYTES * _widest(tail, self.stride)
                                       * self.stride**2)
+        self.hyper_halo = hyper_halo
+        self.hyper_stride, columns = (1, 0.0) if hyper_synthesis is None else _columns(
+            hyper_synthesis.layers)
+        self.hyper_bytes_per_position = _HYPER_COPIES * _DOUBLE_BYTES * columns
         self.fixed_bytes = weight_bytes + RUNTIME_BYTES
 
     def _available(self, held: tf.Tensor) -> tf.Tensor:
@@ -156,71 +217,165 @@ class Tiler(tf.Module):
         budget = tf.cast(self.settings.memory_budget, tf.float64)
         return tf.maximum(budget - self.fixed_bytes - held, 0.0)
 
-    def _side(self, available: tf.Tensor, bytes_per_position: float, halo: int,
-              rows: tf.Tensor, columns: tf.Tensor) -> tf.Tensor:
-        """The interior side (positions) of square tiles over a rows x columns grid whose
-        haloed tiles cost `bytes_per_position` each within `available` bytes; the whole
-        grid (no halo) when it fits; at least 1; capped by the settings' max_tile."""
-        rows, columns = tf.cast(rows, tf.float64), tf.cast(columns, tf.float64)
-        available = tf.maximum(available, 0.0)
-        whole = tf.maximum(rows, columns)
-        fits = rows * columns * bytes_per_position <= available
-        side = tf.floor(tf.sqrt(available / bytes_per_position)) - halo
-        side = tf.where(fits, whole, tf.clip_by_value(side, 1.0, whole))
-        side = tf.cast(side, tf.int32)
+    def _capped(self, side: tf.Tensor) -> tf.Tensor:
         cap = self.settings.max_tile
         return tf.where(cap > 0, tf.minimum(side, cap), side)
 
-    def encoder_side(self, rows: tf.Tensor, columns: tf.Tensor) -> tf.Tensor:
-        """The interior side, in latents, of E's tiles for a rows x columns latent grid."""
-        positions = tf.cast(rows * columns, tf.float64)
-        # Held whole: the padded uint8 image, y as tiles, joined, and in the hyperprior.
-        held = positions * (3.0 * self.stride**2 + 3.0 * _FLOAT_BYTES * self.latent_channels)
-        before, after = self.encoder_halo
-        return self._side(self._available(held), self.encoder_bytes_per_pixel * self.stride**2,
-                          before + after, rows, columns)
+    def _strip_rows(self, available: tf.Tensor, bytes_per_row: tf.Tensor, halo: int,
+                    rows: tf.Tensor) -> tf.Tensor:
+        """Interior rows of strips over `rows` rows, a haloed strip costing `bytes_per_row`
+        a row within `available` bytes: all rows (no halo) when they fit; at least 1."""
+        rows = tf.cast(rows, tf.float64)
+        height = _fitting_rows(available, tf.cast(bytes_per_row, tf.float64), halo, rows)
+        return self._capped(tf.cast(tf.clip_by_value(height, 1.0, rows), tf.int32))
 
-    def _generator_available(self, rows: tf.Tensor, columns: tf.Tensor) -> tf.Tensor:
-        # Held whole: y_hat, and the uint8 image as tiles and joined.
+    def _tile_shape(self, available: tf.Tensor, bytes_per_position: float, halo: int,
+                    rows: tf.Tensor, columns: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Interior (rows, columns) of the tiles over a rows x columns grid, a haloed tile
+        costing `bytes_per_position` a position within `available` bytes.
+
+        Of the column counts 1 ... columns, the one whose tiles fit and compute the fewest
+        positions in all: one column (full-width strips, halos on horizontal seams only)
+        when a strip of a useful height fits, more when its halo would cost more than a
+        vertical seam's. The whole grid (no halo) when it fits; never smaller than twice
+        the halo a side (or the grid), whatever the budget.
+        """
+        rows, columns = tf.cast(rows, tf.float64), tf.cast(columns, tf.float64)
+        # Below tiles twice their halo a side, recomputation would dominate: those run
+        # whatever the budget.
+        available = tf.maximum(available, bytes_per_position * (3.0 * halo) ** 2)
+        counts = tf.range(1.0, columns + 1.0, dtype=tf.float64)
+        widths = tf.math.ceil(columns / counts)
+        heights = _fitting_rows(available,
+                                bytes_per_position * tf.minimum(widths + halo, columns),
+                                halo, rows)
+        fits = heights >= 1.0
+        row_counts = tf.math.ceil(rows / tf.maximum(heights, 1.0))
+        computed = (rows + (row_counts - 1.0) * halo) * (columns + (counts - 1.0) * halo)
+        best = tf.argmin(tf.where(fits, computed, math.inf), output_type=tf.int32)
+        # Nothing fits: the smallest tiles.
+        best = tf.where(tf.reduce_any(fits), best, tf.size(counts) - 1)
+        height = tf.clip_by_value(heights[best], 1.0, rows)
+        return (self._capped(tf.cast(height, tf.int32)),
+                self._capped(tf.cast(widths[best], tf.int32)))
+
+    def _encoder_available(self, rows: tf.Tensor, columns: tf.Tensor) -> tf.Tensor:
+        # Held whole while tiles run: the uint8 image (the caller's; strips are padded as
+        # they are gathered) and y's finished tiles.
         held = (tf.cast(rows * columns, tf.float64)
-                * (_FLOAT_BYTES * self.latent_channels + 2.0 * 3.0 * self.stride**2))
+                * (3.0 * self.stride**2 + _FLOAT_BYTES * self.latent_channels))
         return self._available(held)
 
-    def generator_side(self, rows: tf.Tensor, columns: tf.Tensor) -> tf.Tensor:
-        """The interior side, in latents, of G's large tiles (head and residual blocks)
-        for a rows x columns grid of y_hat."""
-        available = self._generator_available(rows, columns)
-        body_bytes = self.body_bytes_per_latent + self.feature_bytes_per_latent
-        whole = tf.cast(rows * columns, tf.float64) * body_bytes
-        # The body's share, unless the whole body fits and leaves the tail room enough.
-        available = tf.where(whole <= 0.5 * available, whole, _BODY_SHARE * available)
-        halo = sum(self.tail_halo) + sum(self.body_halo)
-        return self._side(available, body_bytes, halo, rows, columns)
+    def encoder_tile(self, rows: tf.Tensor, columns: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Interior (rows, columns), in latents, of E's large tiles for a rows x columns
+        latent grid."""
+        available = _large_share(
+            tf.cast(rows * columns, tf.float64) * self.encoder_bytes_per_latent,
+            self._encoder_available(rows, columns))
+        return self._tile_shape(available, self.encoder_bytes_per_latent,
+                                sum(self.encoder_halo), rows, columns)
 
-    def tail_side(self, rows: tf.Tensor, columns: tf.Tensor, tile_rows: tf.Tensor,
-                  tile_columns: tf.Tensor, feature_bytes: tf.Tensor) -> tf.Tensor:
-        """The interior side, in latents, of the upsampling tail's tiles inside one of G's
-        large tiles (tile_rows x tile_columns latents of a rows x columns grid, whose
+    def head_rows(self, rows: tf.Tensor, columns: tf.Tensor, tile_rows: tf.Tensor,
+                  tile_columns: tf.Tensor) -> tf.Tensor:
+        """Interior rows, in positions of the head's output, of the full-width strips that
+        E's head runs over inside a large tile of tile_rows x tile_columns latents (haloed)
+        of a rows x columns grid."""
+        scale = self.stride // self.head_stride
+        # The finished strips live meanwhile; the rest of E not yet.
+        pieces = (tf.cast(tile_rows * tile_columns, tf.float64)
+                  * self.head_output_bytes_per_latent)
+        available = self._encoder_available(rows, columns) - pieces
+        width = tf.cast(scale * tile_columns + sum(self.head_halo), tf.float64)
+        return self._strip_rows(available, self.head_bytes_per_position * width,
+                                sum(self.head_halo), scale * tile_rows)
+
+    def _generator_available(self, rows: tf.Tensor, columns: tf.Tensor) -> tf.Tensor:
+        # Held whole while tiles run: y_hat and the image's finished uint8 tiles.
+        held = (tf.cast(rows * columns, tf.float64)
+                * (_FLOAT_BYTES * self.latent_channels + 3.0 * self.stride**2))
+        return self._available(held)
+
+    def generator_tile(self, rows: tf.Tensor, columns: tf.Tensor
+                       ) -> tuple[tf.Tensor, tf.Tensor]:
+        """Interior (rows, columns), in latents, of G's large tiles (head and residual
+        blocks) for a rows x columns grid of y_hat."""
+        body_bytes = self.body_bytes_per_latent + self.feature_bytes_per_latent
+        available = _large_share(tf.cast(rows * columns, tf.float64) * body_bytes,
+                                 self._generator_available(rows, columns))
+        halo = sum(self.tail_halo) + sum(self.body_halo)
+        return self._tile_shape(available, body_bytes, halo, rows, columns)
+
+    def tail_tile(self, rows: tf.Tensor, columns: tf.Tensor, tile_rows: tf.Tensor,
+                  tile_columns: tf.Tensor, feature_bytes: tf.Tensor
+                  ) -> tuple[tf.Tensor, tf.Tensor]:
+        """Interior (rows, columns), in latents, of the upsampling tail's tiles inside one
+        of G's large tiles (tile_rows x tile_columns latents of a rows x columns grid, whose
         features hold `feature_bytes`)."""
         available = self._generator_available(rows, columns) - feature_bytes
-        return self._side(available, self.tail_bytes_per_latent, sum(self.tail_halo),
-                          tile_rows, tile_columns)
+        return self._tile_shape(available, self.tail_bytes_per_latent, sum(self.tail_halo),
+                                tile_rows, tile_columns)
 
-    def encode(self, encoder: tf.keras.layers.Layer, padded: tf.Tensor) -> tf.Tensor:
-        """E of a uint8 [H', W', 3] image padded to the latent stride → y [1, H'/s, W'/s, C]."""
-        stride = self.stride
-        rows, columns = tf.shape(padded)[0] // stride, tf.shape(padded)[1] // stride
+    def hyper_rows(self, rows: tf.Tensor, columns: tf.Tensor) -> tf.Tensor:
+        """Rows of z per strip of h_s (both networks, one after the other) for a rows x
+        columns latent grid; y is range coded strip by strip as they come. Held whole
+        meanwhile: the image and y (compress) or y_hat's finished strips (decompress)."""
+        z_rows = -(-rows // self.hyper_stride)
+        z_columns = -(-columns // self.hyper_stride)
+        held = (tf.cast(rows * columns, tf.float64)
+                * (3.0 * self.stride**2 + _FLOAT_BYTES * self.latent_channels))
+        per_position = (self.hyper_bytes_per_position
+                        + _STRIP_CODING_BYTES * self.hyper_stride**2 * self.latent_channels)
+        bytes_per_row = per_position * tf.cast(z_columns, tf.float64)
+        return self._strip_rows(self._available(held), bytes_per_row, sum(self.hyper_halo),
+                                z_rows)
+
+    def encode(self, encoder: tf.keras.Sequential, image: tf.Tensor) -> tf.Tensor:
+        """E of a uint8 [H, W, 3] image reflect-padded to H', W', multiples of the latent
+        stride s (as `reflect_indices` pads) → y [1, H'/s, W'/s, C].
+
+        Each large tile runs E's head over full-width strips of its (haloed) area, each strip
+        reaching the pixels that make all of its values exact, then the rest of E. A strip
+        gathers its pixels, padding included, from the image and casts them to float: no
+        padded or float copy of the whole image is made.
+        """
+        stride, head_stride = self.stride, self.head_stride
+        scale = stride // head_stride
+        height, width = tf.shape(image)[0], tf.shape(image)[1]
+        rows, columns = (height + stride - 1) // stride, (width + stride - 1) // stride
+        pixel_rows = reflect_indices(height, stride * rows)
+        pixel_columns = reflect_indices(width, stride * columns)
         before, after = self.encoder_halo
-        side = self.encoder_side(rows, columns)
+        head_before, head_after = self.head_halo
+        head_layers = encoder.layers[:self.encoder_split]
+        rest_layers = encoder.layers[self.encoder_split:]
+        tile_rows, tile_columns = self.encoder_tile(rows, columns)
 
         def tile(top, bottom, left, right):
             y0, y1 = tf.maximum(top - before, 0), tf.minimum(bottom + after, rows)
             x0, x1 = tf.maximum(left - before, 0), tf.minimum(right + after, columns)
-            pixels = padded[stride * y0:stride * y1, stride * x0:stride * x1]
-            y = encoder(tf.cast(pixels, tf.float32)[tf.newaxis] / 255.0)[0]
-            return y[top - y0:bottom - y0, left - x0:right - x0]
+            c0 = tf.maximum(scale * x0 - head_before, 0)
+            c1 = tf.minimum(scale * x1 + head_after, scale * columns)
 
-        return _grid(tile, _spans(rows, side), _spans(columns, side),
+            def strip(top_, bottom_):
+                top_, bottom_ = scale * y0 + top_, scale * y0 + bottom_
+                r0 = tf.maximum(top_ - head_before, 0)
+                r1 = tf.minimum(bottom_ + head_after, scale * rows)
+                pixels = tf.gather(
+                    tf.gather(image, pixel_rows[head_stride * r0:head_stride * r1]),
+                    pixel_columns[head_stride * c0:head_stride * c1], axis=1)
+                hidden = tf.cast(pixels, tf.float32)[tf.newaxis] / 255.0
+                for layer in head_layers:
+                    hidden = layer(hidden)
+                return hidden[0, top_ - r0:bottom_ - r0, scale * x0 - c0:scale * x1 - c0]
+
+            strip_rows = self.head_rows(rows, columns, y1 - y0, x1 - x0)
+            y = join_rows(strip, spans(scale * (y1 - y0), strip_rows), self.head_channels,
+                          tf.float32)[tf.newaxis]
+            for layer in rest_layers:
+                y = layer(y)
+            return y[0, top - y0:bottom - y0, left - x0:right - x0]
+
+        return _grid(tile, spans(rows, tile_rows), spans(columns, tile_columns),
                      self.latent_channels, tf.float32)[tf.newaxis]
 
     def synthesize(self, generator: tf.keras.Model, y_hat: tf.Tensor, height: tf.Tensor,
@@ -234,7 +389,7 @@ class Tiler(tf.Module):
         columns = tf.minimum((width + stride - 1) // stride, latent_columns)
         tail_before, tail_after = self.tail_halo
         body_before, body_after = self.body_halo
-        body_side = self.generator_side(latent_rows, latent_columns)
+        body_rows, body_columns = self.generator_tile(latent_rows, latent_columns)
 
         def body_tile(top, bottom, left, right):
             # Features exact on the interior plus the tail's halo, from y_hat exact there
@@ -249,8 +404,8 @@ class Tiler(tf.Module):
             features = generator.body(y_hat[:, y0:y1, x0:x1])
             features = features[:, f0 - y0:f1 - y0, g0 - x0:g1 - x0]
             feature_bytes = tf.cast(tf.size(features), tf.float64) * _FLOAT_BYTES
-            tail_side = self.tail_side(latent_rows, latent_columns, bottom - top,
-                                       right - left, feature_bytes)
+            tail_rows, tail_columns = self.tail_tile(latent_rows, latent_columns,
+                                                     bottom - top, right - left, feature_bytes)
 
             def tail_tile(top_, bottom_, left_, right_):
                 top_, bottom_ = top + top_, top + bottom_
@@ -264,11 +419,49 @@ class Tiler(tf.Module):
                 q0, q1 = stride * (left_ - s0), tf.minimum(stride * right_, width) - stride * s0
                 return to_uint8(image[p0:p1, q0:q1])
 
-            return _grid(tail_tile, _spans(bottom - top, tail_side),
-                         _spans(right - left, tail_side), 3, tf.uint8)
+            return _grid(tail_tile, spans(bottom - top, tail_rows),
+                         spans(right - left, tail_columns), 3, tf.uint8)
 
-        return _grid(body_tile, _spans(rows, body_side), _spans(columns, body_side), 3,
+        return _grid(body_tile, spans(rows, body_rows), spans(columns, body_columns), 3,
                      tf.uint8)
+
+
+def _fitting_rows(available: tf.Tensor, bytes_per_row: tf.Tensor, halo: int,
+                  rows: tf.Tensor) -> tf.Tensor:
+    """Interior rows of a strip whose rows cost `bytes_per_row` each (elementwise): all
+    `rows` when they fit `available` bytes, else what fits less the halo (below 1: none)."""
+    fitting = tf.floor(tf.maximum(available, 0.0) / tf.maximum(bytes_per_row, 1.0))
+    return tf.where(fitting >= rows, rows, fitting - halo)
+
+
+def _large_share(whole: tf.Tensor, available: tf.Tensor) -> tf.Tensor:
+    """What large tiles may take of `available` bytes: all they need (`whole`) if that
+    leaves the small tiles inside them half, else _LARGE_SHARE."""
+    return tf.where(whole <= 0.5 * available, whole, _LARGE_SHARE * available)
+
+
+def _columns(layers: list[tf.keras.layers.Layer]) -> tuple[int, float]:
+    """A chain's upsampling factor, and the most values per position of its input that
+    one of its transposed convolutions' column buffers holds (k x k x filters per position
+    of that layer's input): TensorFlow's CPU kernel for float64 fills one for its whole
+    input."""
+    scale, widest = 1, 0.0
+    for layer in layers:
+        if isinstance(layer, tf.keras.layers.Conv2DTranspose):
+            widest = max(widest, scale**2 * math.prod(layer.kernel_size) * layer.filters)
+            scale *= layer.strides[0]
+        else:
+            scale //= layer.strides[0]
+    return scale, widest
+
+
+def reflect_indices(size: tf.Tensor, padded: tf.Tensor) -> tf.Tensor:
+    """Positions 0 ... padded - 1 of an axis of `size` positions reflect-padded at its end:
+    the source position of each. The mirror repeats as often as needed, so sizes smaller
+    than the padding (down to 1) are handled too."""
+    period = tf.maximum(2 * size - 2, 1)
+    position = tf.range(padded) % period
+    return tf.where(position < size, position, period - position)
 
 
 def to_uint8(image: tf.Tensor) -> tf.Tensor:
@@ -276,7 +469,7 @@ def to_uint8(image: tf.Tensor) -> tf.Tensor:
     return tf.saturate_cast(tf.round(image * 255.0), tf.uint8)
 
 
-def _spans(length: tf.Tensor, side: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+def spans(length: tf.Tensor, side: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """Starts and ends of ceil(length / side) near-equal spans covering 0 ... length."""
     count = tf.maximum((length + side - 1) // side, 1)
     size = (length + count - 1) // count
@@ -284,27 +477,31 @@ def _spans(length: tf.Tensor, side: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     return starts, tf.minimum(starts + size, length)
 
 
+def join_rows(strip, rows: tuple[tf.Tensor, tf.Tensor], channels: int,
+              dtype: tf.DType) -> tf.Tensor:
+    """Calls strip(top, bottom) → [bottom - top, W, channels] for every span of `rows`, one
+    after another, and joins the results along the first axis."""
+    starts, ends = rows
+
+    def one_strip(i, pieces):
+        return i + 1, pieces.write(i, strip(starts[i], ends[i]))
+
+    pieces = tf.TensorArray(dtype, size=tf.size(starts), infer_shape=False,
+                            element_shape=tf.TensorShape([None, None, channels]))
+    _, pieces = tf.while_loop(lambda i, _: i < tf.size(starts), one_strip, [0, pieces],
+                              parallel_iterations=1)
+    return pieces.concat()
+
+
 def _grid(tile, rows: tuple[tf.Tensor, tf.Tensor], columns: tuple[tf.Tensor, tf.Tensor],
           channels: int, dtype: tf.DType) -> tf.Tensor:
     """Calls tile(top, bottom, left, right) → [bottom - top, right - left, channels] for
     every cell of a grid, one after another, and joins the results into one image."""
-    row_starts, row_ends = rows
-    column_starts, column_ends = columns
+    def band(top, bottom):
+        def one_tile(left, right):
+            # join_rows joins along the first axis: join the tiles transposed.
+            return tf.transpose(tile(top, bottom, left, right), [1, 0, 2])
 
-    def one_row(i, bands):
-        def one_tile(j, pieces):
-            piece = tile(row_starts[i], row_ends[i], column_starts[j], column_ends[j])
-            # TensorArray.concat joins along the first axis: store the tiles transposed.
-            return j + 1, pieces.write(j, tf.transpose(piece, [1, 0, 2]))
+        return tf.transpose(join_rows(one_tile, columns, channels, dtype), [1, 0, 2])
 
-        pieces = tf.TensorArray(dtype, size=tf.size(column_starts), infer_shape=False,
-                                element_shape=tf.TensorShape([None, None, channels]))
-        _, pieces = tf.while_loop(lambda j, _: j < tf.size(column_starts), one_tile,
-                                  [0, pieces], parallel_iterations=1)
-        return i + 1, bands.write(i, tf.transpose(pieces.concat(), [1, 0, 2]))
-
-    bands = tf.TensorArray(dtype, size=tf.size(row_starts), infer_shape=False,
-                           element_shape=tf.TensorShape([None, None, channels]))
-    _, bands = tf.while_loop(lambda i, _: i < tf.size(row_starts), one_row, [0, bands],
-                             parallel_iterations=1)
-    return bands.concat()
+    return join_rows(band, rows, channels, dtype)
