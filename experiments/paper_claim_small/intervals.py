@@ -151,9 +151,11 @@ def plot(intervals: dict, seeds: list[int], output: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = [*PER_PHOTO, *SET_METRICS]
-    figure, axes = plt.subplots(1, len(names), figsize=(3 * len(names), 3.2))
+    figure, grid = plt.subplots(2, 4, figsize=(13, 6))
+    axes = list(grid.flat)
+    axes[-1].axis("off")
     labels = [f"seed {seed}" for seed in seeds] + ["pooled"]
-    for axis, name in zip(axes, names, strict=True):
+    for axis, name in zip(axes, names, strict=False):
         rows = [intervals["per_seed"][str(seed)][name] for seed in seeds]
         rows.append(intervals["pooled"][name])
         for y, row in enumerate(rows):
@@ -162,7 +164,7 @@ def plot(intervals: dict, seeds: list[int], output: Path) -> None:
                                                       [row["high"] - row["difference"]]],
                           fmt="o", color=colour, capsize=3)
         axis.axvline(0, color="grey", linewidth=0.8)
-        axis.set_yticks(range(len(rows)), labels if axis is axes[0] else [""] * len(rows))
+        axis.set_yticks(range(len(rows)), labels)
         better = "lower" if LOWER_IS_BETTER[name] else "higher"
         title = "bpp (GAN / control − 1)" if name == "bpp" else f"{name.upper()} ({better} better)"
         axis.set_title(title, fontsize=9)

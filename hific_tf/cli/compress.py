@@ -27,9 +27,7 @@ def main(argv: list[str]) -> int:
     suffix = published.TFCI_SUFFIX if published.writes_tfci(_MODEL.value) else FILE_SUFFIX
     pairs = common.pair_paths(argv[1:], _OUTPUT.value, common.IMAGE_INPUTS, suffix)
     memory_budget = common.parse_memory_size(MEMORY_BUDGET.value)
-    from hific_tf.codec import load_codec  # TensorFlow loads only after the flags check.
-
-    codec = load_codec(_MODEL.value, PUBLISHED_DIR.value, memory_budget)
+    codec = common.open_codec_for_coding(_MODEL.value, PUBLISHED_DIR.value, memory_budget)
 
     def convert(source: Path) -> tuple[bytes, str]:
         image = images.read_image(source)

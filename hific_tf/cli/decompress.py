@@ -24,9 +24,7 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace existing output file
 def main(argv: list[str]) -> int:
     pairs = common.pair_paths(argv[1:], _OUTPUT.value, common.COMPRESSED_INPUTS, ".png")
     memory_budget = common.parse_memory_size(MEMORY_BUDGET.value)
-    from hific_tf.codec import load_codec  # TensorFlow loads only after the flags check.
-
-    codec = load_codec(_MODEL.value, PUBLISHED_DIR.value, memory_budget)
+    codec = common.open_codec_for_coding(_MODEL.value, PUBLISHED_DIR.value, memory_budget)
 
     def convert(source: Path) -> tuple[bytes, str]:
         try:
