@@ -193,7 +193,7 @@ class Hyperprior(tf.keras.layers.Layer):
         true in float mode, which promises nothing); whole, joined from strips of `z_rows`
         rows of z if given (see `_over_strips`, which coding uses without joining them).
         """
-        def keep(top, mean, index, exact, state):
+        def keep(_top, mean, index, exact, state):
             return (tf.logical_and(state[0], exact),), (mean, index)
 
         (exact,), (mean, index) = self._over_strips(z_hat, y_shape, z_rows, keep,
@@ -295,7 +295,7 @@ class Hyperprior(tf.keras.layers.Layer):
         with tf.control_dependencies([fits]):
             z_hat, z_sane = self.coder.decode_z(z_strings, z_shape(y_shape))
 
-        def decode(top, mean, index, exact, state):
+        def decode(_top, mean, index, _exact, state):
             handle, y_hat = self.coder.decode_y(state[0], mean, index)
             return (handle,), (y_hat,)
 

@@ -37,17 +37,21 @@ def open_codec_for_coding(model: str, published_dir: str | None,
     """The codec `compress` and `decompress` code with, loaded after their flags are checked
     (TensorFlow imports here).
 
-    Grappler's constant folding is switched off first: it takes about 0.2 s of the first
-    call of a coding function (measured with the bundled hific-small on a 768x512 photo:
-    first decompress 1.39 s against 1.58 s, mean of 3) and gains nothing once traced (the
-    full-size model codes 2560x1600 no slower without it), so a single photo starts faster.
+    Once it is loaded (its coding tables fixed), Grappler's constant folding is switched off:
+    it takes about 0.2 s of the first call of a coding function (measured with the bundled
+    hific-small on a 768x512 photo: first decompress 1.39 s against 1.58 s, mean of 3) and
+    gains nothing once traced (the full-size model codes 2560x1600 no slower without it), so
+    a single photo starts faster; the files and decoded images are the same. Not before
+    loading: tables computed without it differ in their last bits, and so would the model
+    identifier of a checkpoint without stored tables.
     """
     import tensorflow as tf
 
-    tf.config.optimizer.set_experimental_options({"constant_folding": False})
     from hific_tf.codec import load_codec
 
-    return load_codec(model, published_dir, memory_budget)
+    codec = load_codec(model, published_dir, memory_budget)
+    tf.config.optimizer.set_experimental_options({"constant_folding": False})
+    return codec
 
 
 def parse_memory_size(text: str, flag: str = "memory_budget") -> int:
