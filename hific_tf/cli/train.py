@@ -125,11 +125,12 @@ def bundled_start() -> HiFiC | None:
     from hific_tf import zoo
 
     name = _INIT_FROM.value
-    if not name or Path(name).expanduser().is_dir():
+    if not name:
         return None
-    if name.endswith(zoo.SUFFIX) and Path(name).expanduser().is_file():
-        return zoo.load_weights(Path(name).expanduser())
-    if name not in zoo.bundled_names():
+    path = Path(name).expanduser()
+    if path.suffix == zoo.SUFFIX and path.is_file():
+        return zoo.load_weights(path)
+    if path.is_dir() or name not in zoo.bundled_names():
         return None
     return zoo.load_weights(zoo.bundled_folder() / f"{name}{zoo.SUFFIX}")
 
