@@ -212,11 +212,6 @@ class Tiler(tf.Module):
         self.hyper_bytes_per_position = _HYPER_COPIES * _DOUBLE_BYTES * columns
         self.fixed_bytes = weight_bytes + RUNTIME_BYTES
 
-    def _available(self, held: tf.Tensor) -> tf.Tensor:
-        """Bytes of the budget left for tiles when `held` bytes of whole-image buffers live."""
-        budget = tf.cast(self.settings.memory_budget, tf.float64)
-        return tf.maximum(budget - self.fixed_bytes - held, 0.0)
-
     def _capped(self, side: tf.Tensor) -> tf.Tensor:
         cap = self.settings.max_tile
         return tf.where(cap > 0, tf.minimum(side, cap), side)
@@ -259,19 +254,22 @@ class Tiler(tf.Module):
         return (self._capped(tf.cast(height, tf.int32)),
                 self._capped(tf.cast(widths[best], tf.int32)))
 
-    def _encoder_available(self, rows: tf.Tensor, columns: tf.Tensor) -> tf.Tensor:
-        # Held whole while tiles run: the uint8 image (the caller's; strips are padded as
-        # they are gathered) and y's finished tiles.
+    def _working_memory(self, rows: tf.Tensor, columns: tf.Tensor) -> tf.Tensor:
+        """Bytes of the budget left for tiles and strips of a rows x columns latent grid while
+        the uint8 image and one float latent are held whole (E: the caller's image, its
+        strips padded as they are gathered, and y's finished tiles; h_s: the image and y, or
+        y_hat's finished strips; G: y_hat and the image's finished uint8 tiles)."""
         held = (tf.cast(rows * columns, tf.float64)
                 * (3.0 * self.stride**2 + _FLOAT_BYTES * self.latent_channels))
-        return self._available(held)
+        budget = tf.cast(self.settings.memory_budget, tf.float64)
+        return tf.maximum(budget - self.fixed_bytes - held, 0.0)
 
     def encoder_tile(self, rows: tf.Tensor, columns: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """Interior (rows, columns), in latents, of E's large tiles for a rows x columns
         latent grid."""
         available = _large_share(
             tf.cast(rows * columns, tf.float64) * self.encoder_bytes_per_latent,
-            self._encoder_available(rows, columns))
+            self._working_memory(rows, columns))
         return self._tile_shape(available, self.encoder_bytes_per_latent,
                                 sum(self.encoder_halo), rows, columns)
 
@@ -284,16 +282,10 @@ class Tiler(tf.Module):
         # The finished strips live meanwhile; the rest of E not yet.
         pieces = (tf.cast(tile_rows * tile_columns, tf.float64)
                   * self.head_output_bytes_per_latent)
-        available = self._encoder_available(rows, columns) - pieces
+        available = self._working_memory(rows, columns) - pieces
         width = tf.cast(scale * tile_columns + sum(self.head_halo), tf.float64)
         return self._strip_rows(available, self.head_bytes_per_position * width,
                                 sum(self.head_halo), scale * tile_rows)
-
-    def _generator_available(self, rows: tf.Tensor, columns: tf.Tensor) -> tf.Tensor:
-        # Held whole while tiles run: y_hat and the image's finished uint8 tiles.
-        held = (tf.cast(rows * columns, tf.float64)
-                * (_FLOAT_BYTES * self.latent_channels + 3.0 * self.stride**2))
-        return self._available(held)
 
     def generator_tile(self, rows: tf.Tensor, columns: tf.Tensor
                        ) -> tuple[tf.Tensor, tf.Tensor]:
@@ -301,7 +293,7 @@ class Tiler(tf.Module):
         blocks) for a rows x columns grid of y_hat."""
         body_bytes = self.body_bytes_per_latent + self.feature_bytes_per_latent
         available = _large_share(tf.cast(rows * columns, tf.float64) * body_bytes,
-                                 self._generator_available(rows, columns))
+                                 self._working_memory(rows, columns))
         halo = sum(self.tail_halo) + sum(self.body_halo)
         return self._tile_shape(available, body_bytes, halo, rows, columns)
 
@@ -311,7 +303,7 @@ class Tiler(tf.Module):
         """Interior (rows, columns), in latents, of the upsampling tail's tiles inside one
         of G's large tiles (tile_rows x tile_columns latents of a rows x columns grid, whose
         features hold `feature_bytes`)."""
-        available = self._generator_available(rows, columns) - feature_bytes
+        available = self._working_memory(rows, columns) - feature_bytes
         return self._tile_shape(available, self.tail_bytes_per_latent, sum(self.tail_halo),
                                 tile_rows, tile_columns)
 
@@ -321,13 +313,11 @@ class Tiler(tf.Module):
         meanwhile: the image and y (compress) or y_hat's finished strips (decompress)."""
         z_rows = -(-rows // self.hyper_stride)
         z_columns = -(-columns // self.hyper_stride)
-        held = (tf.cast(rows * columns, tf.float64)
-                * (3.0 * self.stride**2 + _FLOAT_BYTES * self.latent_channels))
         per_position = (self.hyper_bytes_per_position
                         + _STRIP_CODING_BYTES * self.hyper_stride**2 * self.latent_channels)
         bytes_per_row = per_position * tf.cast(z_columns, tf.float64)
-        return self._strip_rows(self._available(held), bytes_per_row, sum(self.hyper_halo),
-                                z_rows)
+        return self._strip_rows(self._working_memory(rows, columns), bytes_per_row,
+                                sum(self.hyper_halo), z_rows)
 
     def encode(self, encoder: tf.keras.Sequential, image: tf.Tensor) -> tf.Tensor:
         """E of a uint8 [H, W, 3] image reflect-padded to H', W', multiples of the latent
