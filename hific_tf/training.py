@@ -113,6 +113,8 @@ class Trainer:
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, str(checkpoint_dir), max_to_keep=config.run.keep_checkpoints)
         self.stop_signal: int | None = None  # the signal that stopped the last fit
+        self._compiled_replica_step = (tf.function(self._replica_step, jit_compile=True)
+                                       if config.run.jit_compile else self._replica_step)
 
     def _optimizer(self) -> tf.keras.optimizers.Optimizer:
         recipe = self.recipe
@@ -292,7 +294,7 @@ class Trainer:
     @tf.function
     def train_step(self, iterator: Iterator) -> dict[str, tf.Tensor]:
         """One training step on the next batch of `iterator`; returns mean metrics."""
-        per_replica = self.strategy.run(self._replica_step, args=(next(iterator),))
+        per_replica = self.strategy.run(self._compiled_replica_step, args=(next(iterator),))
         self.step.assign_add(1)
         return {name: self.strategy.reduce("mean", value, axis=None)
                 for name, value in per_replica.items()}
@@ -319,25 +321,32 @@ class Trainer:
         return self.model.reconstruct_photo(photo)
 
     def validate(self, photos: Sequence[np.ndarray]) -> dict[str, float]:
-        """Mean bpp (the model's estimate for the rounded latents), PSNR and NIQE on whole
-        photos, to notice a run that gets worse on images it has not seen: blurrier or
-        noisier (PSNR) or less natural-looking (NIQE, what the GAN is meant to lower)."""
+        """Mean bpp (the model's estimate for the rounded latents), PSNR, NIQE and, with a
+        perceptual loss, LPIPS on whole photos, to notice a run that gets worse on images it
+        has not seen: blurrier or noisier (PSNR, LPIPS) or less natural-looking (NIQE, what
+        the GAN is meant to lower)."""
         from hific_tf.perceptual.niqe import niqe
 
-        bpps, psnrs, niqes = [], [], []
+        scores: dict[str, list[float]] = {"bpp": [], "psnr": [], "niqe": []}
+        if self.perceptual_loss is not None:
+            scores["lpips"] = []
         for photo in photos:
             bits, reconstruction = self._validation_pass(tf.constant(photo))
-            bpps.append(float(bits) / (photo.shape[0] * photo.shape[1]))
-            psnrs.append(float(psnr(photo, reconstruction)))
-            niqes.append(niqe(reconstruction.numpy()))
-        return {"bpp": float(np.mean(bpps)), "psnr": float(np.mean(psnrs)),
-                "niqe": float(np.mean(niqes))}
+            scores["bpp"].append(float(bits) / (photo.shape[0] * photo.shape[1]))
+            scores["psnr"].append(float(psnr(photo, reconstruction)))
+            scores["niqe"].append(niqe(reconstruction.numpy()))
+            if self.perceptual_loss is not None:
+                pair = [tf.image.convert_image_dtype(image, tf.float32)[tf.newaxis]
+                        for image in (tf.constant(photo), reconstruction)]
+                scores["lpips"].append(float(self.perceptual_loss(*pair)[0]))
+        return {name: float(np.mean(values)) for name, values in scores.items()}
 
     def _record_validation(self, step: int, photos: Sequence[np.ndarray],
                            log: Callable[[str], None]) -> None:
         result = self.validate(photos)
+        lpips = f", LPIPS {result['lpips']:.4f}" if "lpips" in result else ""
         log(f"validation at step {step}: {result['bpp']:.4f} bpp, {result['psnr']:.2f} dB "
-            f"PSNR, NIQE {result['niqe']:.2f} on {len(photos)} photos")
+            f"PSNR, NIQE {result['niqe']:.2f}{lpips} on {len(photos)} photos")
         if self.chief:
             with self._validation_writer.as_default(step=step):
                 for name, value in result.items():

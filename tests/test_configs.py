@@ -35,7 +35,11 @@ def test_the_run_holds_only_how_a_run_is_operated():
             "adam_beta_1", "crop_size", "discriminator_shift"} <= set(vars(recipe))
     assert set(vars(run)) == {"num_steps", "checkpoint_every", "keep_checkpoints", "log_every",
                               "summary_every", "image_every", "validate_every", "strategy",
-                              "precision"}
+                              "precision", "jit_compile"}
+    # XLA is off unless asked for (slower on the CPU: benchmarks/results/train_step.json).
+    assert not run.jit_compile and not training_preset("small-hific").run.jit_compile
+    assert TrainingRun.from_json('{"jit_compile": true}').jit_compile
+    assert TrainingRun.from_json("{}") == TrainingRun()  # files from before the field
 
 
 @pytest.mark.parametrize(("kind", "text", "message"), [

@@ -101,10 +101,12 @@ def test_paper_presets_follow_the_spec():
 
 def test_bundled_models_follow_the_papers_losses_and_the_control_only_drops_the_gan():
     """hific-small has the paper's stage 2 (beta 0.15, one D update, k_P = 1); its control
-    mselpips-small runs the same steps with beta 0; both start from the same stage 1."""
+    mselpips-small is stage 1 continued (no D); both start from the same stage 1. The
+    intervals study's control (small-hific-control) ran stage 2 with beta 0."""
     gan, control = training_preset("small-hific"), training_preset("small-hific-control")
     assert control.recipe.differences(gan.recipe) == ["beta"]
-    assert control.run == gan.run and gan.run.num_steps == 1_200
+    assert control.run == gan.run and gan.run.num_steps == 12_000
+    assert training_preset("small-mselpips").run.num_steps == 20_000
     stage_one = training_preset("small-mselpips").recipe
     assert stage_one.differences(gan.recipe) == ["stage", "beta"]
     assert not stage_one.uses_gan and gan.recipe.uses_gan

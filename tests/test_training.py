@@ -272,6 +272,18 @@ def test_train_command_runs_and_its_run_directory_compresses(tmp_path, train_fol
     assert result.returncode == 0, result.stderr[-2000:]
 
 
+def test_jit_compile_flag_trains_with_the_replica_step_compiled_by_xla(tmp_path, train_folder):
+    run = tmp_path / "run"
+    result = run_cli("train", "--preset=tiny-mselpips", f"--run_dir={run}", "--num_steps=2",
+                     "--crop_size=64", "--batch_size=2", "--log_every=1", "--cache_decoded",
+                     "--jit_compile", f"--data={train_folder}", timeout=400)
+    assert result.returncode == 0, result.stderr[-2000:]
+    line = next(x for x in result.stdout.splitlines() if x.startswith("step 2/2"))
+    assert "nan" not in line
+    assert json.loads((run / "train_config.json").read_text())["run"]["jit_compile"] is True
+    assert "replica step compiled by XLA" in result.stdout
+
+
 @pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
 def test_mixed_precision_trains(tmp_path, train_folder, precision):
     result = run_cli("train", "--preset=tiny-hific", f"--run_dir={tmp_path / 'run'}",
@@ -364,14 +376,17 @@ def test_sigterm_saves_a_checkpoint_and_exits_with_the_signal_status(tmp_path, t
     assert tf.train.latest_checkpoint(str(run)).endswith(f"ckpt-{stopped}")
 
 
-def test_validation_records_bpp_psnr_and_niqe_on_whole_photos(tmp_path, train_folder, photos):
+def test_validation_records_bpp_psnr_niqe_and_lpips_on_whole_photos(tmp_path, train_folder,
+                                                                     photos):
     from hific_tf.images import read_image
     from hific_tf.metrics import psnr
     from hific_tf.model import reflect_pad, to_uint8
+    from hific_tf.perceptual.lpips import load_lpips, perceptual_loss
     from hific_tf.perceptual.niqe import niqe
 
-    config = small("tiny-mselpips", num_steps=2, validate_every=2)
-    trainer = Trainer(config, tmp_path / "run")
+    config = small("tiny-mselpips", num_steps=2, validate_every=2, k_p=1.0)
+    lpips = load_lpips()
+    trainer = Trainer(config, tmp_path / "run", perceptual_loss=perceptual_loss(lpips))
     trainer.restore_or_initialize()
     photos = [read_image(path)[:200, :300] for path in photos[:2]]
     lines = []
@@ -382,13 +397,16 @@ def test_validation_records_bpp_psnr_and_niqe_on_whole_photos(tmp_path, train_fo
     assert record["step"] == 2 and any("validation at step 2" in line for line in lines)
     # An independent pass: the whole photo, padded, through the model, cropped back.
     model = trainer.model
-    expected_psnr, expected_niqe = [], []
+    expected_psnr, expected_niqe, expected_lpips = [], [], []
     for photo in photos:
         padded = reflect_pad(tf.constant(photo, tf.float32) / 255.0, 16)[tf.newaxis]
         reconstruction = to_uint8(model(padded, training=False).reconstruction[0, :200, :300])
         expected_psnr.append(float(psnr(photo, reconstruction)))
         expected_niqe.append(niqe(reconstruction.numpy()))
+        expected_lpips.append(float(lpips((photo[np.newaxis] / 255.0,
+                                           reconstruction.numpy()[np.newaxis] / 255.0))[0]))
     assert record["psnr"] == pytest.approx(np.mean(expected_psnr), rel=1e-5)
+    assert record["lpips"] == pytest.approx(np.mean(expected_lpips), rel=1e-4)
     # The training graph and this eager pass may round a few pixels differently, which
     # moves NIQE (a statistic of local contrasts) slightly more than PSNR.
     assert record["niqe"] == pytest.approx(np.mean(expected_niqe), rel=2e-3)

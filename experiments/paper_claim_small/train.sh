@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The bundled small models' recipe on the 70 training photos (issue 24; presets in
-# hific_tf/configs.py): stage 1 (MSE + LPIPS, k_P = 1, rate control) continued from earlier
-# stage-1 weights, then for each seed a stage 2 with the paper's GAN (beta = 0.15, one D
+# The bundled small models' recipe of issue 24 on the 70 training photos (presets in
+# hific_tf/configs.py, run for that issue's lengths): stage 1 (MSE + LPIPS, k_P = 1, rate
+# control) continued from earlier stage-1 weights, then for each seed a stage 2 with the paper's GAN (beta = 0.15, one D
 # update per G update) and its matched control (the same steps with beta = 0). Each pair runs
 # side by side, one CPU core each. Run directories resume: rerun after an interruption.
 #
@@ -22,14 +22,14 @@ if [ ! -f "$START" ]; then
     mv "$START.partial" "$START"
 fi
 "$HIFIC" train --preset=small-mselpips --run_dir="$RUNS/stage1" --init_from="$START" \
-    "${DATA[@]}" 2>&1 | grep --line-buffered -v WARNING > "$RUNS/stage1.log"
+    --num_steps=2000 "${DATA[@]}" 2>&1 | grep --line-buffered -v WARNING > "$RUNS/stage1.log"
 for seed in $SEEDS; do
     for kind in gan control; do
         if [ $kind = gan ]; then preset=small-hific; core=0; else
             preset=small-hific-control; core=1; fi
         TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 taskset -c $core \
             "$HIFIC" train --preset=$preset --run_dir="$RUNS/$kind-seed$seed" \
-            --init_from="$RUNS/stage1" --seed="$seed" "${DATA[@]}" \
+            --init_from="$RUNS/stage1" --seed="$seed" --num_steps=1200 "${DATA[@]}" \
             2>&1 | grep --line-buffered -v WARNING > "$RUNS/$kind-seed$seed.log" &
     done
     wait

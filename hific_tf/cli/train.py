@@ -41,7 +41,7 @@ _DATA = flags.DEFINE_list("data", None,
                           required=True)
 _VALIDATION = flags.DEFINE_string(
     "validation_data", None, "Folder of photos to evaluate every --validate_every steps "
-    "(bpp, PSNR and NIQE on whole images, never trained on).")
+    "(bpp, PSNR, NIQE and, with k_P > 0, LPIPS on whole images, never trained on).")
 _INIT_FROM = flags.DEFINE_string("init_from", None, "Run directory, bundled model name (e.g. "
                                  "mselpips-small) or weights file (.npz) to take E, G and the "
                                  "hyperprior from: stage 2 from stage 1, or a stage continued on "
@@ -66,7 +66,7 @@ _RUN_FILE = flags.DEFINE_string("run_file", None, "JSON file of a whole run conf
                                 "(TrainingRun) to use instead of the preset's.")
 
 _FLAG_TYPES = {int: flags.DEFINE_integer, float: flags.DEFINE_float, str: flags.DEFINE_string,
-               Schedule: flags.DEFINE_string}
+               bool: flags.DEFINE_bool, Schedule: flags.DEFINE_string}
 _OVERRIDES = {
     field.name: _FLAG_TYPES[type(field.default)](
         field.name, None, f"Override the preset's {field.name} (default {field.default!r}).")
@@ -168,7 +168,8 @@ def main(argv: list[str]) -> int:
         step = trainer.restore_or_initialize(init_model=bundled, with_z_prior=True)
     else:
         step = trainer.restore_or_initialize(_INIT_FROM.value, imported_model(recipe))
-    print(f"{environment_summary()}; {strategy.num_replicas_in_sync} replica(s); "
+    xla = "; replica step compiled by XLA" if config.run.jit_compile else ""
+    print(f"{environment_summary()}; {strategy.num_replicas_in_sync} replica(s){xla}; "
           f"{'resuming at' if step else 'starting at'} step {step} of {config.run.num_steps}",
           flush=True)
     dataset = training_dataset(_DATA.value, trainer.images_per_step(), recipe.crop_size,
