@@ -8,7 +8,8 @@
 # AVIF, JPEG 2000, and JPEG XL / HEVC where `make codec-tools` installed them) are run at
 # the first model's mean bpp and at twice it. The report (per_image.csv, one CompressAI-
 # layout JSON per codec, summary.json, rd_*.png, figure.png) lands in OUTPUT.
-# LPIPS and FID/KID need their weights in the cache (see README, "Evaluation").
+# LPIPS and FID/KID read the real networks from the packages `make` installs
+# (docs/metrics.md).
 set -euo pipefail
 if [ "$#" -lt 3 ]; then
   echo "usage: $0 FOLDER OUTPUT MODEL [MODEL ...]" >&2
