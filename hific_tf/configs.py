@@ -297,6 +297,7 @@ class TrainingRun:
     validate_every: int = 5_000
     strategy: str = "default"  # a tf.distribute strategy, see STRATEGIES
     precision: str = "float32"  # or "mixed_bfloat16" / "mixed_float16" on accelerators
+    jit_compile: bool = False  # the replica step compiled by XLA (benchmarks/train_step.py)
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -338,7 +339,6 @@ class TrainingConfig:
         recipe = {k: v for k, v in fields.items() if k in RECIPE_FIELDS}
         run = {k: v for k, v in fields.items() if k in RUN_FIELDS}
         return TrainingConfig(dataclasses.replace(self.recipe, **recipe),
-    jit_compile: bool = False  # the replica step compiled by XLA (benchmarks/train_step.py)
                               dataclasses.replace(self.run, **run))
 
     def to_json(self) -> str:
@@ -431,6 +431,8 @@ TRAINING_PRESETS: dict[str, TrainingConfig] = {
         _SMALL_RECIPE, dataclasses.replace(_SMALL_STAGE_TWO.run, num_steps=20_000,
                                            checkpoint_every=500)),
     "small-hific": _SMALL_STAGE_TWO,
+    # experiments/paper_claim_small's control: stage 2 with beta = 0 (D trains beside G but
+    # never enters its loss).
     "small-hific-control": _SMALL_STAGE_TWO.replace(beta=0.0),
 }
 
@@ -443,5 +445,3 @@ def training_preset(name: str) -> TrainingConfig:
         raise ValueError(
             f"unknown training preset {name!r}; choose one of {', '.join(TRAINING_PRESETS)}"
         ) from None
-    # experiments/paper_claim_small's control: stage 2 with beta = 0 (D trains beside G but
-    # never enters its loss).
