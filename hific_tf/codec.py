@@ -70,7 +70,8 @@ def load_codec(model: str | Path, published_dir: str | Path | None = None,
     (hific-lo/-mi/-hi, which write .tfci files; looked up in `published_dir`, else as
     `hific_tf.published.metagraph_path` says), a SavedModel or a checkpoint directory (one
     converted from a published model writes .tfci files too); `memory_budget` (bytes,
-    default 2 GiB) sizes the tiles of large images."""
+    default 2 GiB) sizes the tiles of large images. Published graphs and SavedModels are
+    programs: their ops are checked before any runs (`hific_tf.graph_safety`)."""
     codec = _open_codec(model, published_dir)
     if memory_budget is not None and isinstance(codec, Codec):  # Published models: whole.
         codec.set_memory_budget(memory_budget)
@@ -93,6 +94,9 @@ def _open_codec(model: str | Path, published_dir: str | Path | None) -> Codec:
     if is_saved_model(path):
         import tensorflow_compression  # noqa: F401  Registers the range-coding ops.
 
+        from hific_tf.graph_safety import check_saved_model
+
+        check_saved_model(path)  # Before TensorFlow reads any of it.
         try:
             return Codec(tf.saved_model.load(str(path)), name=path.name)
         except (tf.errors.OpError, ValueError, OSError) as error:

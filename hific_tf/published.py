@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 from google.protobuf.message import DecodeError
 
-from hific_tf import cache
+from hific_tf import cache, graph_safety
 from hific_tf.bitstream import FormatError
 from hific_tf.entropy_coding import ZTables
 from hific_tf.errors import UserError
@@ -245,9 +245,13 @@ def read_metagraph(path: str | Path) -> tf.compat.v1.MetaGraphDef:
 class PublishedModel:
     """A published MetaGraphDef as a codec: uint8 [H, W, 3] ↔ bytes of a `.tfci` file."""
 
-    def __init__(self, meta_graph: tf.compat.v1.MetaGraphDef, name: str) -> None:
+    def __init__(self, meta_graph: tf.compat.v1.MetaGraphDef, name: str,
+                 source: str | None = None) -> None:
+        """Checks the graph (its ops, `hific_tf.graph_safety`; its signatures) before any of
+        it is imported; `source` names it in messages (default: NAME.metagraph)."""
         import tensorflow_compression  # noqa: F401  Registers the range-coding ops.
 
+        graph_safety.check_meta_graph(meta_graph, source or f"{name}{METAGRAPH_SUFFIX}")
         _check_layout(meta_graph, name)
         self.name = name
         imported = tf.compat.v1.wrap_function(
@@ -275,7 +279,8 @@ class PublishedModel:
     def from_file(cls, path: str | Path, name: str | None = None) -> PublishedModel:
         """Loads a `.metagraph` file; `name` (default: the file's stem) goes into files."""
         path = Path(path)
-        return cls(read_metagraph(path), name or path.name.removesuffix(METAGRAPH_SUFFIX))
+        return cls(read_metagraph(path), name or path.name.removesuffix(METAGRAPH_SUFFIX),
+                   source=path.name)
 
     def compress(self, image: np.ndarray) -> bytes:
         """uint8 [H, W, 3] → the bytes of a `.tfci` file."""

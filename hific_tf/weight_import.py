@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from hific_tf import published
+from hific_tf import graph_safety, published
 from hific_tf.configs import ModelConfig
 from hific_tf.errors import UserError
 from hific_tf.layers import ChannelNorm, ZeroPaddedConv2D, ZeroPaddedConv2DTranspose, zero_padding
@@ -741,12 +741,16 @@ def import_networks(networks: GraphNetworks, model: HiFiC, expected_name: str) -
 
 def import_published(meta_graph: tf.compat.v1.MetaGraphDef,
                      expected: ModelConfig | None = None,
-                     expected_name: str = "graph's") -> tuple[HiFiC, GraphCoding]:
+                     expected_name: str = "graph's",
+                     source: str = "the graph") -> tuple[HiFiC, GraphCoding]:
     """A Keras HiFiC holding a published graph's weights, and the graph's coding tables.
 
     With `expected`, a graph of another architecture is refused (StructureError, naming the
-    first difference); without, the architecture is the graph's own.
+    first difference); without, the architecture is the graph's own. The graph's ops are
+    checked first (`hific_tf.graph_safety`; `source` names it): importing evaluates some of
+    its subgraphs.
     """
+    graph_safety.check_meta_graph(meta_graph, source)
     config = expected
     scale_table = None if expected is None else expected.scale_table()
     networks = trace_networks(meta_graph, scale_table)
@@ -770,4 +774,4 @@ def import_published(meta_graph: tf.compat.v1.MetaGraphDef,
 def import_published_file(path: str | Path, expected: ModelConfig | None = None,
                           expected_name: str = "graph's") -> tuple[HiFiC, GraphCoding]:
     """`import_published` on a `.metagraph` file."""
-    return import_published(read_metagraph(path), expected, expected_name)
+    return import_published(read_metagraph(path), expected, expected_name, Path(path).name)

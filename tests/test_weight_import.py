@@ -226,7 +226,7 @@ def test_a_graph_without_range_coders_is_refused() -> None:
         image = tf.compat.v1.placeholder(tf.uint8, [1, None, None, 3])
         sent = tf.reshape(tf.strings.as_string(tf.reduce_sum(tf.cast(image, tf.int32))), [1])
         received = tf.compat.v1.placeholder(tf.string, [1])
-        output = tf.zeros([1, 2, 2, 3]) + tf.strings.to_number(received[0])
+        output = tf.zeros([1, 2, 2, 3]) + tf.cast(tf.strings.length(received[0]), tf.float32)
         build = tf.compat.v1.saved_model.signature_def_utils.build_signature_def
         info = tf.compat.v1.saved_model.utils.build_tensor_info
         meta_graph = tf.compat.v1.train.export_meta_graph(graph=graph)
