@@ -62,8 +62,10 @@ test-fast: $(STAMP) $(TORCH_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -m "not slow"
 
+# make demo MODELS=hific-lo,hific-small: any models --model takes; empty, the bundled pair.
+MODELS ?=
 demo: $(STAMP)
-	$(BIN)/hific-tf demo --input=$(PHOTOS) --output=out/demo
+	$(BIN)/hific-tf demo --input=$(PHOTOS) --output=out/demo $(if $(MODELS),--models=$(MODELS))
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -205,10 +205,37 @@ def test_demo_without_bundled_models_says_how_to_get_them(tmp_path, photos, monk
     assert_one_clean_error(result, "make small-models")
 
 
+def test_demo_refuses_an_unknown_model_and_names_the_file_a_published_one_needs(
+        tmp_path, photos, monkeypatch):
+    from hific_tf import cache, published
+
+    output = tmp_path / "demo"
+    result = run_cli("demo", f"--input={photos[0].parent}", f"--output={output}",
+                     "--models=hific-small,hific-xx")
+    assert_one_clean_error(result, "--models: unknown model 'hific-xx'; choose from")
+    assert result.returncode == 1
+    line = next(line for line in result.stderr.splitlines() if "error:" in line)
+    for name in (*zoo.SHIPPED_MODELS, *published.MODEL_NAMES):
+        assert name in line
+    # Offline, a published model not in place: one line naming the file and where it goes.
+    empty = tmp_path / "published"
+    empty.mkdir()
+    result = run_cli("demo", f"--input={photos[0].parent}", f"--output={output}",
+                     "--models=hific-mi", f"--published_dir={empty}")
+    assert_one_clean_error(result, f"not found at {empty / 'hific-mi.metagraph'}")
+    monkeypatch.delenv(published.DIRECTORY_ENV, raising=False)
+    monkeypatch.setenv(cache.OFFLINE_ENV, "1")
+    monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path / "cache"))
+    result = run_cli("demo", f"--input={photos[0].parent}", f"--output={output}",
+                     "--models=hific-hi")
+    assert_one_clean_error(result, f"place it at {tmp_path / 'cache/published/hific-hi.metagraph'}")
+    assert not output.exists()  # nothing coded before the models are all there
+
+
 @pytest.mark.slow
 def test_published_dir_is_offered_only_by_commands_that_read_it():
     for command, reads_it in (("compress", True), ("train", True), ("convert", True),
-                              ("demo", False),
+                              ("demo", True),
                               ("export", False), ("bundle", False)):
         result = run_cli(command, "--helpfull")  # every flag the command accepts, by module
         assert f"hific_tf.cli.{command}:" in result.stdout, result.stderr[-2000:]

@@ -256,3 +256,44 @@ def test_cli_codes_tfci_files_and_evaluate_takes_published_models(
                      f"--output={tmp_path / 'report'}")
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "report" / f"{NAME}.json").is_file()
+
+
+@pytest.mark.slow
+def test_demo_codes_with_a_published_model_and_reports_on_it(published_dir, model, tmp_path,
+                                                             photos):
+    """`demo --models=hific-lo` on the stand-in: .tfci files and their decodes, the report,
+    the table and the figure with the published model, the classic codecs aimed at its rate
+    and twice it. Two 192x192 crops keep it fast (NIQE needs 192; no FID/256 patch fits)."""
+    import json
+
+    from PIL import Image
+
+    from hific_tf.images import read_image
+
+    from conftest import run_cli
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for path in photos[:2]:
+        Image.fromarray(read_image(path)[100:292, 200:392]).save(folder / path.name)
+    output = tmp_path / "demo"
+    result = run_cli("demo", f"--models={NAME}", f"--published_dir={published_dir}",
+                     f"--input={folder}", f"--output={output}", timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for path in photos[:2]:
+        data = (output / NAME / f"{path.stem}.tfci").read_bytes()
+        np.testing.assert_array_equal(model.decompress(data),
+                                      read_image(output / NAME / f"{path.stem}.png"))
+    summaries = json.loads((output / "report" / "summary.json").read_text())["summaries"]
+    assert {s["codec"] for s in summaries} == {NAME, "jpeg", "webp", "avif"}
+    rate = next(s["bpp"] for s in summaries if s["codec"] == NAME)
+    for codec in ("jpeg", "webp", "avif"):
+        targets = sorted(s["target_bpp"] for s in summaries if s["codec"] == codec)
+        assert targets == pytest.approx([rate, 2 * rate])
+    table = [line.split() for line in result.stdout.splitlines()]
+    assert [NAME, "model", f"{rate:.4f}"] in [row[:3] for row in table]
+    # The figure: the original, hific-lo and the three classic codecs, 300 pixels each.
+    with Image.open(output / "report" / "figure.png") as figure:
+        assert figure.size == (5 * 300, 330)
+    assert f"{NAME}'s mean rate" in result.stdout
+    assert str(output / NAME) in result.stdout and ".tfci files" in result.stdout

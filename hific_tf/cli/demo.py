@@ -1,11 +1,13 @@
-"""hific-tf demo: the bundled models on a folder of photos, against JPEG, WebP and AVIF.
+"""hific-tf demo: models on a folder of photos, against JPEG, WebP and AVIF.
 
-Every photo is compressed with each bundled model (hific-small, mselpips-small): `.hfc` files
-and PNG reconstructions, one subfolder per model. Then the evaluation report compares the
-models with the classic codecs at hific-small's mean rate and twice it: per-image CSV,
-CompressAI-layout JSON, rd_*.png plots and a side-by-side crop figure. Metrics: bpp, PSNR,
-MS-SSIM, NIQE, LPIPS and FID/KID over FID/256 patches (the real LPIPS and FID Inception from
-the packages `make` installs; the table says how many patches each FID/KID rests on).
+Every photo is compressed with each model of --models (default: the bundled hific-small and
+mselpips-small; any model --model takes, the paper's hific-lo/-mi/-hi included): `.hfc` files
+(`.tfci` for the published models) and PNG reconstructions, one subfolder per model. Then the
+evaluation report compares the models with the classic codecs aimed at the first model's
+mean rate and twice it: per-image CSV, CompressAI-layout JSON, rd_*.png plots and a
+side-by-side crop figure. Metrics: bpp, PSNR, MS-SSIM, NIQE, LPIPS and FID/KID over FID/256
+patches (the real LPIPS and FID Inception from the packages `make` installs; the table says
+how many patches each FID/KID rests on).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING
 from absl import flags
 
 from hific_tf.cli import common
+from hific_tf.cli.published_flag import PUBLISHED_DIR
 from hific_tf.errors import UserError
 
 if TYPE_CHECKING:
@@ -24,20 +27,28 @@ if TYPE_CHECKING:
 
     from hific_tf.codec import Codec
     from hific_tf.evaluation import Entry
+    from hific_tf.published import PublishedModel
 
 _INPUT = flags.DEFINE_string("input", None, "Folder of images to code (the repository "
                              "ships three in photos/; make demo uses them).", required=True)
 _OUTPUT = flags.DEFINE_string("output", "out/demo",
                               "Folder for the results; the demo replaces its own files there.")
+_MODELS = flags.DEFINE_list(
+    "models", [], "Models to code with, as --model takes them: bundled (hific-small, "
+    "mselpips-small), published (hific-lo, hific-mi, hific-hi; see --published_dir), "
+    "checkpoint or SavedModel directories. The classic codecs are aimed at the first model's "
+    "mean bpp and twice it, and the figure shows them at the first of these rates. Default: "
+    "the bundled pair.")
+REPORT_FOLDER = "report"
 
 CLASSIC_CODECS = ("jpeg", "webp", "avif")
 
 
-def code_and_save(name: str, codec: Codec, images: dict[str, np.ndarray],
-                  folder: Path) -> Entry:
-    """Codes every image with `codec`, writing STEM.hfc and STEM.png into `folder`; returns an
-    evaluation entry that replays these results rather than coding again."""
-    from hific_tf.bitstream import FILE_SUFFIX
+def code_and_save(name: str, codec: Codec | PublishedModel, images: dict[str, np.ndarray],
+                  folder: Path, suffix: str) -> Entry:
+    """Codes every image with `codec`, writing STEM`suffix` (the compressed file) and STEM.png
+    into `folder`; returns an evaluation entry that replays these results rather than coding
+    again."""
     from hific_tf.evaluation import CodedImage, Entry
     from hific_tf.files import write_atomic
     from hific_tf.images import write_png
@@ -49,7 +60,7 @@ def code_and_save(name: str, codec: Codec, images: dict[str, np.ndarray],
         data = codec.compress(image)
         reconstruction = codec.decompress(data)
         stem = Path(image_name).stem
-        write_atomic(folder / f"{stem}{FILE_SUFFIX}", data, overwrite=True)
+        write_atomic(folder / f"{stem}{suffix}", data, overwrite=True)
         write_png(folder / f"{stem}.png", reconstruction, overwrite=True)
         coded[image.tobytes()] = CodedImage(len(data), reconstruction)
         bpp = 8 * len(data) / (image.shape[0] * image.shape[1])
@@ -58,15 +69,11 @@ def code_and_save(name: str, codec: Codec, images: dict[str, np.ndarray],
                  code=lambda image: coded[image.tobytes()])
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
-    started = time.monotonic()
+def bundled_pair() -> list[str]:
+    """The default models: the bundled pair, those of it that are installed (a note for each
+    missing one), or one line saying how to get them if neither is."""
     from hific_tf import zoo
 
-    folder = Path(_INPUT.value)
-    if not folder.is_dir():
-        raise UserError(f"input folder {folder} does not exist; pass --input=FOLDER")
     names = [name for name in zoo.SHIPPED_MODELS if name in zoo.bundled_names()]
     if not names:
         raise UserError(f"the bundled models ({', '.join(zoo.SHIPPED_MODELS)}) are not in "
@@ -75,7 +82,46 @@ def main(argv: list[str]) -> int:
     for name in zoo.SHIPPED_MODELS:
         if name not in names:
             print(f"note: {name} is not bundled; the demo runs without it", flush=True)
+    return names
 
+
+def check_models(models: list[str]) -> dict[str, str]:
+    """Each model of --models by the name of its output folder (a bundled or published
+    model's name, else the directory's name); one line for a model that does not exist, two
+    that would share a folder, or one named like the report's."""
+    from hific_tf import published, zoo
+
+    bundled = zoo.bundled_names()
+    folders: dict[str, str] = {}
+    for model in models:
+        if model not in bundled and model not in published.MODEL_NAMES:
+            if model in zoo.SHIPPED_MODELS:
+                raise UserError(f"--models: {model} is not bundled in {zoo.bundled_folder()}; "
+                                "train and bundle it with `make small-models`, or set "
+                                f"${zoo.WEIGHTS_ENV} to a folder that holds it")
+            if not Path(model).exists():
+                raise UserError(f"--models: unknown model {model!r}; choose from "
+                                f"{', '.join([*bundled, *published.MODEL_NAMES])}, or give a "
+                                "checkpoint or SavedModel directory")
+        folder = Path(model).name if Path(model).exists() else model
+        if folder in folders or folder == REPORT_FOLDER:
+            raise UserError(f"--models: {model} would write into the folder {folder!r} that "
+                            f"{folders.get(folder, 'the report')} uses; rename its directory")
+        folders[folder] = model
+    return folders
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) > 1:
+        raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
+    started = time.monotonic()
+    folder = Path(_INPUT.value)
+    if not folder.is_dir():
+        raise UserError(f"input folder {folder} does not exist; pass --input=FOLDER")
+    models = check_models(_MODELS.value or bundled_pair())
+
+    from hific_tf import published
+    from hific_tf.bitstream import FILE_SUFFIX
     from hific_tf.classic_codecs import get_codec
     from hific_tf.codec import load_codec
     from hific_tf.images import list_images, read_image
@@ -87,18 +133,25 @@ def main(argv: list[str]) -> int:
     classics = [get_codec(name) for name in CLASSIC_CODECS]
     for codec in classics:
         codec.require()
+    # Every model is opened before any codes, so a missing file fails in seconds.
+    codecs = {name: load_codec(model, PUBLISHED_DIR.value) for name, model in models.items()}
     output = Path(_OUTPUT.value)
-    print(f"coding {len(sources)} images from {folder} with {', '.join(names)}", flush=True)
+    print(f"coding {len(sources)} images from {folder} with {', '.join(models)}", flush=True)
     images = {path.name: read_image(path) for path in sources}
-    models = [code_and_save(name, load_codec(name), images, output / name) for name in names]
-    print(f"evaluating against {', '.join(CLASSIC_CODECS)} at matched rates", flush=True)
+    entries = [code_and_save(name, codec, images, output / name,
+                             published.TFCI_SUFFIX if published.writes_tfci(models[name])
+                             else FILE_SUFFIX)
+               for name, codec in codecs.items()]
+    print(f"evaluating against {', '.join(CLASSIC_CODECS)} aimed at {next(iter(models))}'s "
+          "mean rate and twice it", flush=True)
     measures = common.load_measures()
-    written = common.report(images, models, classics, [], measures, output / "report")
+    written = common.report(images, entries, classics, [], measures, output / REPORT_FOLDER)
 
     print(f"\ndone in {format_duration(time.monotonic() - started)}")
-    for name in names:
-        print(f"  {name + ':':<15} {output / name} (.hfc files, PNG reconstructions)")
-    print(f"  {'report:':<15} {output / 'report'}\n  {'figure:':<15} {written['figure']}")
+    for name, model in models.items():
+        files = published.TFCI_SUFFIX if published.writes_tfci(model) else FILE_SUFFIX
+        print(f"  {name + ':':<15} {output / name} ({files} files, PNG reconstructions)")
+    print(f"  {'report:':<15} {output / REPORT_FOLDER}\n  {'figure:':<15} {written['figure']}")
     return 0
 
 
