@@ -107,6 +107,15 @@ def _restore(directory: str | Path) -> tuple[HiFiC, str]:
                         "point --model at a directory with a finished checkpoint")
     model = HiFiC(config).build_weights()
     try:
+        # Weights of another normalization may restore without complaint (ChannelNorm's and
+        # InstanceNorm's gamma and beta are alike), but batch normalization's moving
+        # statistics name it: restoring alone would skip them unnoticed.
+        statistics = any(name.startswith("model/") and "/moving_mean/" in name
+                         for name, _ in tf.train.list_variables(prefix))
+        if statistics != bool(model.moving_statistics()):
+            raise UserError(f"{prefix} {'holds' if statistics else 'has no'} batch "
+                            f"normalization statistics, but {CONFIG_FILE} declares "
+                            f"normalization {config.normalization!r}")
         status = tf.train.Checkpoint(model=model).restore(prefix)
         status.expect_partial().assert_existing_objects_matched()
     except (AssertionError, ValueError, tf.errors.OpError) as error:

@@ -13,9 +13,10 @@ import numpy as np
 import tensorflow as tf
 
 from hific_tf import bitstream, checkpoints
+from hific_tf.configs import ModelConfig
 from hific_tf.errors import UserError
 from hific_tf.images import check_rgb_uint8
-from hific_tf.model import HiFiC
+from hific_tf.model import HiFiC, note_whole_image
 
 
 class CodingFunctions(Protocol):
@@ -98,9 +99,12 @@ def _open_codec(model: str | Path, published_dir: str | Path | None) -> Codec:
 
         check_saved_model(path)  # Before TensorFlow reads any of it.
         try:
-            return Codec(tf.saved_model.load(str(path)), name=path.name)
+            loaded = tf.saved_model.load(str(path))
         except (tf.errors.OpError, ValueError, OSError) as error:
             raise UserError(f"cannot load the SavedModel {path}: {str(error)[:200]}") from None
+        if hasattr(loaded, "model_config"):  # SavedModels exported before it: ChannelNorm.
+            note_whole_image(ModelConfig.from_json(loaded.model_config.numpy().decode()))
+        return Codec(loaded, name=path.name)
     return Codec(checkpoints.load_for_coding(path), name=path.name)
 
 

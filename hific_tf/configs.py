@@ -34,6 +34,14 @@ class ModelConfig:
     # arithmetic, so that files decode on any machine; "float", as trained and as the
     # authors' code does (for models imported from their graphs).
     hyper_synthesis: str = "integer"
+    # E's and G's normalization (docs/ablations.md): "channel", the paper's ChannelNorm, per
+    # pixel over the channels; "instance", per image and channel over the spatial axes;
+    # "batch", Keras batch normalization (moving statistics at inference). D keeps its
+    # spectral norm.
+    normalization: str = "channel"
+    # D's condition: "latent", the paper's (y_hat through conv 3x3, LeakyReLU and nearest
+    # upsampling to the image size, concatenated with the image); "none", the image alone.
+    discriminator_condition: str = "latent"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "encoder_channels", tuple(self.encoder_channels))
@@ -54,6 +62,17 @@ class ModelConfig:
         if self.hyper_synthesis not in ("integer", "float"):
             raise ValueError(f"hyper_synthesis must be 'integer' or 'float', "
                              f"got {self.hyper_synthesis!r}")
+        for name, choices in (("normalization", NORMALIZATIONS),
+                              ("discriminator_condition", DISCRIMINATOR_CONDITIONS)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(choices)}, "
+                                 f"got {getattr(self, name)!r}")
+
+    @property
+    def whole_image_normalization(self) -> bool:
+        """True when a pixel of E's or G's output depends on the whole image (instance
+        normalization), so that neither can be computed tile by tile."""
+        return self.normalization == "instance"
 
     @property
     def generator_channels(self) -> tuple[int, ...]:
@@ -79,19 +98,36 @@ class ModelConfig:
         step = (high - low) / max(self.num_scales - 1, 1)
         return [math.exp(low + index * step) for index in range(self.num_scales)]
 
-    def same_networks(self, other: ModelConfig) -> bool:
-        """True if `other` has the same networks, however it evaluates h_s when coding."""
-        return dataclasses.replace(other, hyper_synthesis=self.hyper_synthesis) == self
+    def network_differences(self, other: ModelConfig) -> list[str]:
+        """Where `other`'s E, G or hyperprior differ from these (what loads from weights; D
+        starts fresh and h_s's evaluation when coding is free), as "field VALUE, not
+        MINE", for one-line refusals."""
+        return [f"{f.name} {getattr(other, f.name)!r}, not {getattr(self, f.name)!r}"
+                for f in dataclasses.fields(self)
+                if f.name not in _NOT_LOADED and getattr(other, f.name) != getattr(self, f.name)]
 
     def to_json(self) -> str:
-        """Canonical JSON, used in checkpoints and in the model identifier."""
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+        """Canonical JSON, used in checkpoints and in the model identifier. The ablation
+        switches are left out at their defaults (and read so when absent), so that the
+        files and identifiers of models made before them stay as they were."""
+        fields = dataclasses.asdict(self)
+        for name in _ABLATION_SWITCHES:
+            if fields[name] == getattr(ModelConfig, name):
+                del fields[name]
+        return json.dumps(fields, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> ModelConfig:
         """Inverse of to_json; an unknown key is a ValueError naming it."""
         return _from_fields(cls, json.loads(text), "model config")
 
+
+NORMALIZATIONS = ("channel", "instance", "batch")
+DISCRIMINATOR_CONDITIONS = ("latent", "none")
+_ABLATION_SWITCHES = ("normalization", "discriminator_condition")  # docs/ablations.md
+# Fields that no weights of E, G or the hyperprior depend on.
+_NOT_LOADED = ("hyper_synthesis", "discriminator_condition_channels", "discriminator_channels",
+               "discriminator_condition")
 
 MODEL_PRESETS: dict[str, ModelConfig] = {
     # The paper's model: E 7.42 M, G 156.77 M, hyperprior 17.28 M, D 2.80 M parameters.
@@ -206,6 +242,10 @@ class TrainingRecipe:
     schedules, optimiser and data augmentation. Resuming a run needs the same recipe."""
 
     model: str = "hific"  # a key of MODEL_PRESETS
+    # The model's switches (ModelConfig, docs/ablations.md), chosen by the recipe so that each
+    # is a training flag; the preset gives the widths.
+    normalization: str = ModelConfig.normalization
+    discriminator_condition: str = ModelConfig.discriminator_condition
     stage: str = "hific"  # "mselpips" (no GAN) or "hific"
     target_rate: float = 0.14  # r_t in bits per pixel
     lambda_a: float = 2.0**1  # rate weight above the target
@@ -244,7 +284,7 @@ class TrainingRecipe:
                              f"{', '.join(MODEL_PRESETS)}")
         if self.stage not in STAGES:
             raise ValueError(f"stage must be one of {', '.join(STAGES)}, got {self.stage!r}")
-        model = MODEL_PRESETS[self.model]
+        model = self.model_config
         if self.crop_size % model.pad_multiple:
             raise ValueError(f"crop_size must be a multiple of {model.pad_multiple}, "
                              f"got {self.crop_size}")
@@ -261,7 +301,8 @@ class TrainingRecipe:
 
     @property
     def model_config(self) -> ModelConfig:
-        return MODEL_PRESETS[self.model]
+        return dataclasses.replace(MODEL_PRESETS[self.model], normalization=self.normalization,
+                                   discriminator_condition=self.discriminator_condition)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True, indent=1)
@@ -435,6 +476,23 @@ TRAINING_PRESETS: dict[str, TrainingConfig] = {
     # never enters its loss).
     "small-hific-control": _SMALL_STAGE_TWO.replace(beta=0.0),
 }
+
+
+def _ablation_presets() -> dict[str, TrainingConfig]:
+    """The ablations of docs/ablations.md at the tiny and small scale: both stages with
+    instance or batch normalization, and stage 2 with an unconditional D."""
+    presets = {}
+    for scale in ("tiny", "small"):
+        for stage in STAGES:
+            for normalization in NORMALIZATIONS[1:]:
+                presets[f"{scale}-{stage}-{normalization}norm"] = TRAINING_PRESETS[
+                    f"{scale}-{stage}"].replace(normalization=normalization)
+        presets[f"{scale}-hific-unconditional"] = TRAINING_PRESETS[f"{scale}-hific"].replace(
+            discriminator_condition="none")
+    return presets
+
+
+TRAINING_PRESETS.update(_ablation_presets())
 
 
 def training_preset(name: str) -> TrainingConfig:

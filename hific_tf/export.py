@@ -24,6 +24,10 @@ def export_saved_model(model: HiFiC, directory: str | Path, overwrite: bool = Fa
         model.prepare_for_coding()
     module = tf.Module()
     module.model_variables = list(model.variables)
+    # The architecture (ModelConfig JSON, as in checkpoints), so that a SavedModel says
+    # what it is; the graph itself is the model, so nothing is loaded by it.
+    module.model_config = tf.Variable(model.config.to_json(), trainable=False,
+                                      name="model_config")
     module.compress = model.compress
     module.decompress = model.decompress
     # Loaded back, `tile_settings.memory_budget` sets the memory that coding aims for.

@@ -1,4 +1,5 @@
-"""Building blocks shared by the networks: ChannelNorm and the generator's residual block."""
+"""Building blocks shared by the networks: the normalizations (ChannelNorm, InstanceNorm,
+batch normalization) and the generator's residual block."""
 
 from __future__ import annotations
 
@@ -54,6 +55,46 @@ class ChannelNorm(tf.keras.layers.Layer):
 
     def get_config(self) -> dict:
         return {**super().get_config(), "epsilon": self.epsilon}
+
+
+class InstanceNorm(tf.keras.layers.Layer):
+    """Normalises each channel of each image over its spatial positions (Ulyanov et al.
+    2016), with a learned scale and offset per channel: the normalization the paper sets
+    ChannelNorm against (docs/ablations.md).
+
+    The (biased) mean and variance are taken over height and width, so every output depends
+    on the whole image: the layer cannot run tile by tile.
+    """
+
+    def __init__(self, epsilon: float = 1e-3, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.epsilon = epsilon
+
+    def build(self, input_shape: tf.TensorShape) -> None:
+        channels = int(input_shape[-1])
+        self.gamma = self.add_weight(name="gamma", shape=[channels], initializer="ones")
+        self.beta = self.add_weight(name="beta", shape=[channels], initializer="zeros")
+        super().build(input_shape)
+
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        mean, variance = tf.nn.moments(inputs, axes=[1, 2], keepdims=True)
+        normalised = (inputs - mean) / tf.sqrt(variance + self.epsilon)
+        return self.gamma * normalised + self.beta
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "epsilon": self.epsilon}
+
+
+# ModelConfig.normalization's choices. Batch normalization keeps Keras' moving averages
+# (momentum 0.99) for inference, weights like any other once trained.
+_NORMALIZATION_LAYERS = {"channel": ChannelNorm, "instance": InstanceNorm,
+                         "batch": tf.keras.layers.BatchNormalization}
+
+
+def normalization(kind: str, epsilon: float, name: str | None = None
+                  ) -> tf.keras.layers.Layer:
+    """E's and G's normalization layer of `kind` (ModelConfig.normalization)."""
+    return _NORMALIZATION_LAYERS[kind](epsilon=epsilon, name=name)
 
 
 def conv(filters: int, kernel_size: int, strides: int = 1, activation: str | None = None,
@@ -172,14 +213,15 @@ class PhaseConv2DTranspose(tf.keras.layers.Conv2DTranspose):
 
 
 class ResidualBlock(tf.keras.layers.Layer):
-    """conv 3x3 → Norm → ReLU → conv 3x3 → Norm, plus the identity."""
+    """conv 3x3 → Norm → ReLU → conv 3x3 → Norm, plus the identity; `norm` is
+    ModelConfig.normalization."""
 
-    def __init__(self, filters: int, epsilon: float = 1e-3, **kwargs) -> None:
+    def __init__(self, filters: int, norm: str, epsilon: float = 1e-3, **kwargs) -> None:
         super().__init__(**kwargs)
         self.conv_a = conv(filters, 3, name="conv_a")
-        self.norm_a = ChannelNorm(epsilon, name="norm_a")
+        self.norm_a = normalization(norm, epsilon, name="norm_a")
         self.conv_b = conv(filters, 3, name="conv_b")
-        self.norm_b = ChannelNorm(epsilon, name="norm_b")
+        self.norm_b = normalization(norm, epsilon, name="norm_b")
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
         hidden = tf.nn.relu(self.norm_a(self.conv_a(inputs)))

@@ -7,6 +7,7 @@ and the exported SavedModel all run the same graph.
 from __future__ import annotations
 
 import hashlib
+import logging
 from typing import NamedTuple
 
 import numpy as np
@@ -52,6 +53,14 @@ def reflect_pad(image: tf.Tensor, multiple: int) -> tf.Tensor:
     shape = tf.shape(image)
     image = tf.gather(image, mirrored_indices(shape[0]), axis=0)
     return tf.gather(image, mirrored_indices(shape[1]), axis=1)
+
+
+def note_whole_image(config: ModelConfig) -> None:
+    """Logs one line when `config`'s E and G normalise over the whole image, which they
+    then code in one tile (tiling.Tiler's `whole_image`)."""
+    if config.whole_image_normalization:
+        logging.warning("normalization %r depends on the whole image: E and G code each image "
+                        "in one tile, whatever the memory budget", config.normalization)
 
 
 class HiFiC(tf.keras.Model):
@@ -102,6 +111,12 @@ class HiFiC(tf.keras.Model):
         reconstruction = to_uint8(outputs.reconstruction[0, :height, :width])
         return outputs.quantized_bpp[0] * pixels, reconstruction
 
+    def moving_statistics(self) -> list[tf.Variable]:
+        """Batch normalization's moving means and variances in E and G (none for the other
+        normalizations): weights like any other at inference, stored and hashed after the
+        trainable ones."""
+        return self.encoder.non_trainable_variables + self.generator.non_trainable_variables
+
     def prepare_for_coding(self, tables: CodingTables | None = None,
                            z_tables: ZTables | None = None) -> HiFiC:
         """Fixes the coding tables and the model identifier; returns self.
@@ -114,11 +129,12 @@ class HiFiC(tf.keras.Model):
         self.hyperprior.prepare_for_coding(tables, z_tables)
         self.model_id = tf.Variable(self.fingerprint(), trainable=False, name="model_id")
         halo = self.hyperprior.strip_halo
+        note_whole_image(self.config)
         self.tiler = Tiler(self.encoder, self.generator,
                            sum(int(tf.size(v)) * v.dtype.size for v in self.variables
                                if v.dtype != tf.string),
                            None if halo is None else self.hyperprior.synthesis_mean,
-                           halo or (0, 0))
+                           halo or (0, 0), self.config.whole_image_normalization)
         return self
 
     @property
@@ -140,7 +156,8 @@ class HiFiC(tf.keras.Model):
         tiling.configure(self.tile_settings, memory_budget, max_tile)
 
     def fingerprint(self) -> bytes:
-        """A 16-byte hash of the architecture, every weight and the coding tables.
+        """A 16-byte hash of the architecture, every weight (batch normalization's moving
+        statistics included) and the coding tables.
 
         Only stored values enter it (the weights as float32, the tables as stored), so the
         same model has the same identifier on every machine.
@@ -148,7 +165,7 @@ class HiFiC(tf.keras.Model):
         if not self.hyperprior.prepared:
             raise RuntimeError("the identifier covers the coding tables: prepare_for_coding()")
         digest = hashlib.sha256(self.config.to_json().encode())
-        for variable in self.trainable_variables:
+        for variable in self.trainable_variables + self.moving_statistics():
             value = np.ascontiguousarray(variable.numpy())
             digest.update(f"{value.dtype.str}{value.shape}".encode())
             digest.update(value.tobytes())

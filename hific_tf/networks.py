@@ -7,11 +7,11 @@ import tensorflow as tf
 from hific_tf.configs import ModelConfig
 from hific_tf.layers import (
     Chain,
-    ChannelNorm,
     ResidualBlock,
     SpectralNormConv2D,
     conv,
     conv_transpose,
+    normalization,
 )
 
 
@@ -20,9 +20,10 @@ class Encoder(Chain):
 
     def __init__(self, config: ModelConfig, name: str = "encoder") -> None:
         first, *downsampling = config.encoder_channels
-        layers = [conv(first, 7), ChannelNorm(config.norm_epsilon), tf.keras.layers.ReLU()]
+        norm, eps = config.normalization, config.norm_epsilon
+        layers = [conv(first, 7), normalization(norm, eps), tf.keras.layers.ReLU()]
         for width in downsampling:
-            layers += [conv(width, 3, strides=2), ChannelNorm(config.norm_epsilon),
+            layers += [conv(width, 3, strides=2), normalization(norm, eps),
                        tf.keras.layers.ReLU()]
         layers.append(conv(config.latent_channels, 3))
         super().__init__(layers, name=name)
@@ -34,14 +35,15 @@ class Generator(tf.keras.Model):
     def __init__(self, config: ModelConfig, name: str = "generator") -> None:
         super().__init__(name=name)
         head_width, *upsampling = config.generator_channels
-        eps = config.norm_epsilon
+        norm, eps = config.normalization, config.norm_epsilon
         self.head = Chain(
-            [ChannelNorm(eps), conv(head_width, 3), ChannelNorm(eps)], name="head")
-        self.residual_blocks = [ResidualBlock(head_width, eps, name=f"residual_{i}")
+            [normalization(norm, eps), conv(head_width, 3), normalization(norm, eps)],
+            name="head")
+        self.residual_blocks = [ResidualBlock(head_width, norm, eps, name=f"residual_{i}")
                                 for i in range(config.residual_blocks)]
         upsampling_layers = []
         for width in upsampling:
-            upsampling_layers += [conv_transpose(width, 3), ChannelNorm(eps),
+            upsampling_layers += [conv_transpose(width, 3), normalization(norm, eps),
                                   tf.keras.layers.ReLU()]
         upsampling_layers.append(conv(3, 7))
         self.tail = Chain(upsampling_layers, name="tail")
@@ -62,13 +64,15 @@ class Discriminator(tf.keras.Model):
     """D: (image in [0, 1], y_hat) → one logit per patch at H/8 x W/8.
 
     The latent is a stop-gradient condition: conv 3x3 → LeakyReLU → nearest upsampling to
-    the image size, concatenated with the image.
+    the image size, concatenated with the image; with ModelConfig.discriminator_condition
+    "none", D ignores it and sees the image alone.
     """
 
     def __init__(self, config: ModelConfig, name: str = "discriminator") -> None:
         super().__init__(name=name)
         self.latent_stride = config.latent_stride
-        self.condition = SpectralNormConv2D(config.discriminator_condition_channels, 3)
+        self.condition = (SpectralNormConv2D(config.discriminator_condition_channels, 3)
+                          if config.discriminator_condition == "latent" else None)
         self.body = [
             SpectralNormConv2D(width, 4, stride)
             for width, stride in zip(config.discriminator_channels, (2, 2, 2, 1), strict=True)
@@ -81,11 +85,13 @@ class Discriminator(tf.keras.Model):
         its upsampled condition by a random 0..max_shift-1 pixels down and right (a training
         augmentation, not the paper's: see TrainingConfig.discriminator_shift)."""
         image, latent = inputs
-        condition = self.condition(tf.stop_gradient(latent), training=training)
-        condition = tf.nn.leaky_relu(condition, 0.2)
-        condition = tf.repeat(tf.repeat(condition, self.latent_stride, axis=1),
-                              self.latent_stride, axis=2)
-        hidden = tf.concat([image, condition], axis=-1)
+        hidden = image
+        if self.condition is not None:
+            condition = self.condition(tf.stop_gradient(latent), training=training)
+            condition = tf.nn.leaky_relu(condition, 0.2)
+            condition = tf.repeat(tf.repeat(condition, self.latent_stride, axis=1),
+                                  self.latent_stride, axis=2)
+            hidden = tf.concat([image, condition], axis=-1)
         if max_shift > 0:
             hidden = random_roll(hidden, max_shift)
         for layer in self.body:

@@ -5,8 +5,10 @@ of at least the network's receptive field, so that the interior of every tile is
 from exactly the pixels (or latents) the untiled network uses. ChannelNorm is per pixel, so
 only the convolutions couple neighbours, and tile origins sit on multiples of the latent
 stride, so every strided or transposed convolution sees the same phase as in the whole
-image. The range coder codes y in h_s's strips of whole rows, top to bottom, which writes
-the whole latent's string: tiling changes neither the file format nor the file.
+image. (Batch normalization at inference is per pixel too; InstanceNorm, an ablation, is
+not, and a model with it runs E and G in one tile: `whole_image`.) The range coder codes y
+in h_s's strips of whole rows, top to bottom, which writes the whole latent's string:
+tiling changes neither the file format nor the file.
 
 E and G are each tiled on two levels, because their cost is split unevenly: the part at
 full or near-full resolution (E's first layers, up to stride 4; G's upsampling tail) holds
@@ -168,11 +170,14 @@ class Tiler(tf.Module):
 
     def __init__(self, encoder: tf.keras.Sequential, generator: tf.keras.Model,
                  weight_bytes: int, hyper_synthesis: tf.keras.Sequential | None = None,
-                 hyper_halo: tuple[int, int] = (0, 0)) -> None:
+                 hyper_halo: tuple[int, int] = (0, 0), whole_image: bool = False) -> None:
         """`hyper_synthesis` is one of h_s's networks where h_s runs in strips of z rows
-        with `hyper_halo` rows of z beyond each strip (integer mode); None: whole."""
+        with `hyper_halo` rows of z beyond each strip (integer mode); None: whole.
+        `whole_image`: E and G normalise over the whole image (instance normalization), so
+        they run in one tile and one strip whatever the budget; h_s still runs in strips."""
         super().__init__(name="tiler")
         self.settings = TileSettings()
+        self.whole_image = whole_image
         self.encoder_split = _head_length(encoder.layers, _ENCODER_HEAD_STRIDE)
         head = _convolutions(encoder.layers[:self.encoder_split])
         rest = _convolutions(encoder.layers[self.encoder_split:])
@@ -232,9 +237,11 @@ class Tiler(tf.Module):
         Of the column counts 1 ... columns, the one whose tiles fit and compute the fewest
         positions in all: one column (full-width strips, halos on horizontal seams only)
         when a strip of a useful height fits, more when its halo would cost more than a
-        vertical seam's. The whole grid (no halo) when it fits; never smaller than twice
-        the halo a side (or the grid), whatever the budget.
+        vertical seam's. The whole grid (no halo) when it fits, or with `whole_image`;
+        never smaller than twice the halo a side (or the grid), whatever the budget.
         """
+        if self.whole_image:
+            return rows, columns
         rows, columns = tf.cast(rows, tf.float64), tf.cast(columns, tf.float64)
         # Below tiles twice their halo a side, recomputation would dominate: those run
         # whatever the budget.
@@ -279,6 +286,8 @@ class Tiler(tf.Module):
         E's head runs over inside a large tile of tile_rows x tile_columns latents (haloed)
         of a rows x columns grid."""
         scale = self.stride // self.head_stride
+        if self.whole_image:
+            return scale * tile_rows
         # The finished strips live meanwhile; the rest of E not yet.
         pieces = (tf.cast(tile_rows * tile_columns, tf.float64)
                   * self.head_output_bytes_per_latent)

@@ -315,6 +315,8 @@ class GraphNetworks:
             "hyper_channels": self.analysis[0].kernel.shape[-1] if self.analysis else 0,
             "residual_blocks": max(len(self.generator) - len(upsampling) - 2, 0) // 2,
             "num_scales": int(self.coding.y.cdf.shape[0]),
+            # The only normalization whose op patterns the tracer recognises (_norm_ending_at).
+            "normalization": "channel",
         }
 
 

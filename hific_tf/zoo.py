@@ -1,7 +1,8 @@
 """Models that ship inside the package, loaded by name (`--model NAME`).
 
 A bundled model is one `.npz` file in `hific_tf/weights/`: the architecture as JSON, every
-weight in creation order (float16 or float32) and the coding tables (`table_*`, computed once
+weight in creation order, batch normalization's moving statistics last where the
+architecture has them (float16 or float32), and the coding tables (`table_*`, computed once
 when the model was bundled; see entropy_coding.py). Weights and tables make up the model
 identifier, the same on every machine, so files written with one bundled model decode with it
 anywhere and are refused by any other. Beside it,
@@ -76,8 +77,9 @@ def save_weights(model: HiFiC, path: str | Path, float16: bool = True,
 
 
 def _weight_variables(model: HiFiC) -> list:
-    # Every weight of E, G and P is trainable; the coding tables and the identifier are not.
-    return list(model.trainable_variables)
+    # Every weight of E, G and P is trainable but batch normalization's moving statistics;
+    # the coding tables and the identifier are not weights.
+    return list(model.trainable_variables) + model.moving_statistics()
 
 
 def load_weights(path: str | Path) -> HiFiC:
@@ -104,8 +106,11 @@ def _read(path: str | Path) -> tuple[HiFiC, CodingTables | None]:
     shapes_match = len(values) == len(variables) and all(
         tuple(v.shape) == tuple(a.shape) for v, a in zip(variables, values, strict=False))
     if not shapes_match:
-        raise UserError(f"{path} does not match the architecture it declares; it is damaged "
-                        "or from another version of hific-tf")
+        found = (f"{len(values)} weights where normalization {config.normalization!r} has "
+                 f"{len(variables)}" if len(values) != len(variables) else "weights of other "
+                 "shapes")
+        raise UserError(f"{path} does not match the architecture it declares ({found}); it is "
+                        "damaged or from another version of hific-tf")
     for variable, value in zip(variables, values, strict=True):
         variable.assign(value.astype(np.float32))
     return model, tables

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -351,9 +353,15 @@ def test_discriminator_shift_is_off_by_default_and_rolls_image_with_condition(mo
         TrainingRecipe(discriminator_shift=-1)
 
 
-def test_same_networks_ignores_only_how_coding_evaluates_h_s():
+def test_network_differences_ignore_only_what_no_loaded_weight_depends_on():
     config = model_preset("tiny")
     float_coding = ModelConfig.from_json(config.to_json().replace(
         '"hyper_synthesis": "integer"', '"hyper_synthesis": "float"'))
-    assert float_coding != config and config.same_networks(float_coding)
-    assert not config.same_networks(model_preset("small"))
+    assert float_coding != config and config.network_differences(float_coding) == []
+    # D starts fresh whenever E, G and P load.
+    other_discriminator = dataclasses.replace(config, discriminator_condition="none",
+                                              discriminator_channels=(4, 8, 8, 8))
+    assert config.network_differences(other_discriminator) == []
+    assert config.network_differences(model_preset("small"))[0] == "latent_channels 64, not 16"
+    assert config.network_differences(dataclasses.replace(config, normalization="batch")) == [
+        "normalization 'batch', not 'channel'"]

@@ -188,6 +188,17 @@ def test_a_changed_width_is_refused() -> None:
 
 
 @pytest.mark.slow
+def test_another_normalization_is_refused(tiny_source: HiFiC) -> None:
+    """The published graphs hold ChannelNorm: an instance- or batch-normalised recipe cannot
+    start from them."""
+    graph = build_stand_in(tiny_source)
+    for normalization in ("instance", "batch"):
+        assert refusal(graph, dataclasses.replace(TINY, normalization=normalization)) == (
+            "the graph's structure differs from the tiny architecture: normalization is "
+            f"channel in the graph, {normalization} in tiny")
+
+
+@pytest.mark.slow
 def test_an_unknown_norm_pattern_is_refused_and_both_known_ones_import(
         tiny_source: HiFiC) -> None:
     assert refusal(build_stand_in(tiny_source, norm_pattern="divide")) == (
