@@ -144,9 +144,10 @@ class Trainer:
         saved_config = self.run_dir / TRAIN_CONFIG_FILE
         latest = tf.train.latest_checkpoint(str(self.run_dir))
         if latest is not None:
+            if saved_config.is_file():  # First: another architecture's weights do not restore.
+                self._check_resumable(saved_config, int(tf.train.load_variable(
+                    latest, "step/.ATTRIBUTES/VARIABLE_VALUE")))
             self.checkpoint.restore(latest).assert_existing_objects_matched()
-            if saved_config.is_file():
-                self._check_resumable(saved_config)
         elif init_from is not None:
             self._initialize_from_stage_one(Path(init_from).expanduser())
         elif init_model is not None:
@@ -157,16 +158,15 @@ class Trainer:
             saved_config.write_text(self.config.to_json() + "\n")
         return int(self.step.numpy())
 
-    def _check_resumable(self, saved_config: Path) -> None:
-        """Refuses to resume under a recipe that differs on the steps already run, or under
-        another precision (the optimiser state differs)."""
+    def _check_resumable(self, saved_config: Path, completed_steps: int) -> None:
+        """Refuses to resume under a recipe that differs on the `completed_steps` already
+        run, or under another precision (the optimiser state differs)."""
         try:
             previous = TrainingConfig.from_json(saved_config.read_text())
         except ValueError as error:
             raise UserError(f"{saved_config} is not a valid training configuration: "
                             f"{error}") from None
-        differences = self.recipe.differences(previous.recipe,
-                                              completed_steps=int(self.step.numpy()))
+        differences = self.recipe.differences(previous.recipe, completed_steps)
         if differences:
             raise UserError(
                 f"{self.run_dir} was trained with a different recipe (differs in: "
@@ -177,9 +177,10 @@ class Trainer:
 
     def _initialize_from_stage_one(self, directory: Path) -> None:
         """E, G and the hyperprior from a stage-1 run; D, optimizers and step stay fresh."""
-        if not self.recipe.model_config.same_networks(read_config(directory)):
-            raise UserError(f"{directory} holds a different architecture than --model="
-                            f"{self.recipe.model}")
+        differences = self.recipe.model_config.network_differences(read_config(directory))
+        if differences:
+            raise UserError(f"{directory} holds a different architecture than the recipe's "
+                            f"(--model={self.recipe.model}): {'; '.join(differences)}")
         latest = tf.train.latest_checkpoint(str(directory))
         if latest is None:
             raise UserError(f"{directory} has no checkpoint to initialise from")
@@ -189,9 +190,10 @@ class Trainer:
     def _initialize_from_model(self, source: HiFiC, with_z_prior: bool = False) -> None:
         """E, G, h_a and both h_s from `source`, and z's prior if `with_z_prior` (a model
         trained by hific-tf, not an imported one); D, optimizers and step stay fresh."""
-        if not self.recipe.model_config.same_networks(source.config):
-            raise UserError(f"the model to start from has a different architecture than "
-                            f"--model={self.recipe.model}")
+        differences = self.recipe.model_config.network_differences(source.config)
+        if differences:
+            raise UserError(f"the model to start from has a different architecture than the "
+                            f"recipe's (--model={self.recipe.model}): {'; '.join(differences)}")
         hyperprior, target = source.hyperprior, self.model.hyperprior
         pairs = [(self.model.encoder, source.encoder),
                  (self.model.generator, source.generator),
@@ -204,6 +206,9 @@ class Trainer:
             for variable, value in zip(mine.trainable_variables, theirs.trainable_variables,
                                        strict=True):
                 variable.assign(value)
+        for variable, value in zip(self.model.moving_statistics(), source.moving_statistics(),
+                                   strict=True):
+            variable.assign(value)
 
     # ----------------------------------------------------------------------- the step
 

@@ -140,13 +140,12 @@ def imported_model(recipe: TrainingRecipe) -> HiFiC | None:
     architecture, or None."""
     if not _INIT_FROM_PUBLISHED.value:
         return None
-    from hific_tf.configs import model_preset
     from hific_tf.published import metagraph_path
     from hific_tf.weight_import import import_published_file
 
     path = metagraph_path(_INIT_FROM_PUBLISHED.value, PUBLISHED_DIR.value,
                           _CACHE_DIR.value, _OFFLINE.value)
-    model, _ = import_published_file(path, model_preset(recipe.model), recipe.model)
+    model, _ = import_published_file(path, recipe.model_config, recipe.model)
     return model
 
 
