@@ -248,11 +248,11 @@ class _Builder:
         """Lower-bounds the scales at the first entry; the index of the next greater one."""
         table = tf.constant(spec_scale_table(self.config), tf.float32)
         scale = tf.maximum(scale, table[0])
-        if "next_greater_index" in self.omit:  # the nearest entry in log space instead
-            step = (math.log(self.config.scale_max) - math.log(self.config.scale_min)) / (
-                self.config.num_scales - 1)
-            index = tf.round((tf.math.log(scale) - math.log(self.config.scale_min)) / step)
-            return tf.cast(tf.minimum(index, self.config.num_scales - 1), tf.int32)
+        if "next_greater_index" in self.omit:  # the nearest entry in log space instead:
+            # how many geometric midpoints between neighbouring entries the scale exceeds.
+            entries = np.array(spec_scale_table(self.config))
+            midpoints = tf.constant(np.sqrt(entries[:-1] * entries[1:]), tf.float32)
+            return tf.reduce_sum(tf.cast(scale[..., tf.newaxis] > midpoints, tf.int32), -1)
         initial = tf.fill(tf.shape(scale), tf.constant(len(spec_scale_table(self.config)) - 1))
         return tf.foldr(lambda index, entry: index - tf.cast(scale <= entry, tf.int32),
                         table[:-1], initializer=initial, back_prop=False)
