@@ -8,9 +8,12 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from hific_tf.errors import UserError
+
+if TYPE_CHECKING:
+    from google.protobuf.message import Message
 
 
 def check_writable(path: str | Path, overwrite: bool) -> None:
@@ -48,3 +51,18 @@ def write_atomic(path: str | Path, data: bytes, overwrite: bool = False) -> None
     check_writable(path, overwrite)
     with atomic_writer(path) as stream:
         stream.write(data)
+
+
+def read_message(path: str | Path, message: Message, not_one: str) -> Message:
+    """Parses the protocol buffer file `path` into `message`; one line when it cannot be read
+    or holds no such message ("PATH " + `not_one`)."""
+    from google.protobuf.message import DecodeError
+
+    path = Path(path)
+    try:
+        message.ParseFromString(path.read_bytes())
+    except OSError as error:
+        raise UserError(f"cannot read {path}: {error.strerror}") from None
+    except DecodeError:
+        raise UserError(f"{path} {not_one}") from None
+    return message

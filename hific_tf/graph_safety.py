@@ -23,9 +23,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from google.protobuf.message import DecodeError
-
 from hific_tf.errors import UserError
+from hific_tf.files import read_message
 
 if TYPE_CHECKING:
     from tensorflow.core.framework.graph_pb2 import GraphDef
@@ -156,14 +155,8 @@ def check_saved_model(directory: str | Path) -> None:
     from tensorflow.core.protobuf import saved_model_pb2
 
     path = Path(directory) / "saved_model.pb"
-    saved_model = saved_model_pb2.SavedModel()
-    try:
-        saved_model.ParseFromString(path.read_bytes())
-    except OSError as error:
-        raise UserError(f"cannot read {path}: {error.strerror}") from None
-    except DecodeError:
-        raise UserError(f"{path} is not a serialized SavedModel; export the model again "
-                        "(hific-tf export)") from None
+    saved_model = read_message(path, saved_model_pb2.SavedModel(), "is not a serialized "
+                               "SavedModel; export the model again (hific-tf export)")
     graphs = saved_model.meta_graphs
     if len(graphs) != 1 or not graphs[0].HasField("object_graph_def"):
         raise UnsafeGraphError(

@@ -30,6 +30,7 @@ from hific_tf import cache, graph_safety
 from hific_tf.bitstream import FormatError
 from hific_tf.entropy_coding import ZTables
 from hific_tf.errors import UserError
+from hific_tf.files import read_message
 from hific_tf.images import check_rgb_uint8
 from hific_tf.model import HiFiC, reflect_pad
 
@@ -230,16 +231,8 @@ def _check_layout(meta_graph: tf.compat.v1.MetaGraphDef, name: str) -> None:
 
 def read_metagraph(path: str | Path) -> tf.compat.v1.MetaGraphDef:
     """Parses a `.metagraph` file, with one clear line when it is not one."""
-    path = Path(path)
-    meta_graph = tf.compat.v1.MetaGraphDef()
-    try:
-        meta_graph.ParseFromString(path.read_bytes())
-    except OSError as error:
-        raise UserError(f"cannot read {path}: {error.strerror}") from None
-    except DecodeError:
-        raise UserError(f"{path} is not a serialized MetaGraphDef; delete it and place the "
-                        "original .metagraph file there") from None
-    return meta_graph
+    return read_message(path, tf.compat.v1.MetaGraphDef(), "is not a serialized MetaGraphDef; "
+                        "delete it and place the original .metagraph file there")
 
 
 class PublishedModel:
