@@ -69,8 +69,9 @@ def load_codec(model: str | Path, published_dir: str | Path | None = None,
                memory_budget: int | None = None) -> Codec:
     """Opens a model as a codec: a bundled model's name, a published model's name
     (hific-lo/-mi/-hi, which write .tfci files; looked up in `published_dir`, else as
-    `hific_tf.published.metagraph_path` says), a SavedModel or a checkpoint directory (one
-    converted from a published model writes .tfci files too); `memory_budget` (bytes,
+    `hific_tf.published.metagraph_path` says), a weights file (.npz, as `hific-tf bundle`
+    and training snapshots write it), a SavedModel or a checkpoint directory (one converted
+    from a published model writes .tfci files too); `memory_budget` (bytes,
     default 2 GiB) sizes the tiles of large images. Published graphs and SavedModels are
     programs: their ops are checked before any runs (`hific_tf.graph_safety`)."""
     codec = _open_codec(model, published_dir)
@@ -89,7 +90,10 @@ def _open_codec(model: str | Path, published_dir: str | Path | None) -> Codec:
     path = Path(model)
     if not path.exists():
         raise UserError(f"model {model} does not exist; pass a bundled model name, a "
-                        "checkpoint directory or an exported SavedModel directory")
+                        "weights file, a checkpoint directory or an exported SavedModel "
+                        "directory")
+    if path.is_file() and path.suffix == zoo.SUFFIX:
+        return Codec(zoo.load_file(path), name=path.stem)
     if published.writes_tfci(path):
         return published.load_converted(path)
     if is_saved_model(path):

@@ -336,6 +336,7 @@ class TrainingRun:
     summary_every: int = 100
     image_every: int = 5_000
     validate_every: int = 5_000
+    snapshot_every: int = 0  # every N steps, snapshots/step-N.npz (float16 weights); 0: never
     strategy: str = "default"  # a tf.distribute strategy, see STRATEGIES
     precision: str = "float32"  # or "mixed_bfloat16" / "mixed_float16" on accelerators
     jit_compile: bool = False  # the replica step compiled by XLA (benchmarks/train_step.py)
@@ -351,6 +352,9 @@ class TrainingRun:
                      "summary_every", "image_every", "validate_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.snapshot_every < 0:
+            raise ValueError(f"snapshot_every must be 0 (never) or positive, got "
+                             f"{self.snapshot_every}")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True, indent=1)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from hific_tf import losses
+from hific_tf import losses, zoo
 from hific_tf.checkpoints import read_config, write_config
 from hific_tf.configs import STRATEGIES, TrainingConfig
 from hific_tf.errors import UserError
@@ -29,6 +29,7 @@ from hific_tf.progress import format_duration
 
 TRAIN_CONFIG_FILE = "train_config.json"
 VALIDATION_FILE = "validation.jsonl"
+SNAPSHOT_FOLDER = "snapshots"  # step-N.npz: the weights at step N, kept to score later
 
 # (images, reconstructions), both [batch, H, W, 3] in [0, 1] → per-image loss [batch].
 PerceptualLoss = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
@@ -320,6 +321,15 @@ class Trainer:
         """Writes a checkpoint numbered by the step."""
         return self.manager.save(checkpoint_number=int(self.step.numpy()))
 
+    def write_snapshot(self, step: int) -> Path:
+        """The model's weights at `step` as a weights file (float16, with its coding tables,
+        as `hific-tf bundle` writes): checkpoints are overwritten as a run goes on, these
+        stay, so that a run's learning curve can be scored afterwards on other images."""
+        path = self.run_dir / SNAPSHOT_FOLDER / f"step-{step}.npz"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        zoo.save_weights(self.model, path, float16=True, overwrite=True)
+        return path
+
     @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)])
     def _validation_pass(self, photo: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """Estimated bits and the uint8 reconstruction of one whole photo."""
@@ -363,7 +373,8 @@ class Trainer:
             validation_photos: Sequence[np.ndarray] = ()) -> int:
         """Trains until `num_steps`, a stop signal, or a non-finite loss; returns the step.
 
-        `validation_photos` (uint8 RGB) are evaluated every `validate_every` steps.
+        `validation_photos` (uint8 RGB) are evaluated every `validate_every` steps and at
+        the last; so are weights snapshots written with `snapshot_every`.
         """
         run = self.run
         self.stop_signal = None
@@ -394,8 +405,13 @@ class Trainer:
                         self._image_summary(dataset)
                 if step % run.log_every == 0 or step == run.num_steps:
                     log(self._progress_line(step, start_step, started, metrics))
-                if validation_photos and step % run.validate_every == 0:
+                # The last step too: its checkpoint is the one a run ships.
+                last = step == run.num_steps
+                if validation_photos and (step % run.validate_every == 0 or last):
                     self._record_validation(step, validation_photos, log)
+                if run.snapshot_every and (step % run.snapshot_every == 0 or last) \
+                        and self.chief:
+                    self.write_snapshot(step)
                 if step % run.checkpoint_every == 0:
                     self.save()
             step = int(self.step.numpy())

@@ -18,6 +18,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import zipfile
+import zlib
 from importlib import resources
 from pathlib import Path
 
@@ -99,7 +101,7 @@ def _read(path: str | Path) -> tuple[HiFiC, CodingTables | None]:
             table_arrays = {k[len(TABLE_PREFIX):]: stored[k] for k in stored.files
                             if k.startswith(TABLE_PREFIX)}
             tables = CodingTables.from_arrays(table_arrays) if table_arrays else None
-    except (OSError, ValueError, KeyError) as error:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as error:
         raise UserError(f"{path} is not a hific-tf weights file ({error})") from None
     model = HiFiC(config).build_weights()
     variables = _weight_variables(model)

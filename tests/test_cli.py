@@ -55,6 +55,22 @@ def test_compress_and_decompress_one_file(tmp_path, tiny_checkpoint, tiny_model,
     assert result.returncode == 0, result.stderr
 
 
+def test_a_weights_file_codes_as_the_model_it_stores(tmp_path, photos):
+    weights = tmp_path / "snapshot.npz"  # as hific-tf bundle and training snapshots write
+    zoo.save_weights(make_tiny_model(seed=3), weights)
+    coded = tmp_path / "photo.hfc"
+    result = run_cli("compress", f"--model={weights}", str(photos[0]), f"--output={coded}")
+    assert result.returncode == 0, result.stderr
+    codec = codec_from_model(zoo.load_file(weights))
+    assert coded.read_bytes() == codec.compress(read_image(photos[0]))
+    damaged = tmp_path / "damaged.npz"
+    damaged.write_bytes(weights.read_bytes()[:1000])
+    result = run_cli("compress", f"--model={damaged}", str(photos[0]),
+                     f"--output={tmp_path / 'other.hfc'}")
+    assert_one_clean_error(result, "is not a hific-tf weights file")
+    assert not (tmp_path / "other.hfc").exists()
+
+
 def test_folders_with_progress(tmp_path, tiny_checkpoint, photos):
     folder = tmp_path / "photos"
     folder.mkdir()

@@ -34,8 +34,9 @@ def test_the_run_holds_only_how_a_run_is_operated():
     assert {"k_m", "k_p", "beta", "target_rate_schedule", "learning_rate_schedule",
             "adam_beta_1", "crop_size", "discriminator_shift"} <= set(vars(recipe))
     assert set(vars(run)) == {"num_steps", "checkpoint_every", "keep_checkpoints", "log_every",
-                              "summary_every", "image_every", "validate_every", "strategy",
-                              "precision", "jit_compile"}
+                              "summary_every", "image_every", "validate_every",
+                              "snapshot_every", "strategy", "precision", "jit_compile"}
+    assert run.snapshot_every == 0  # weights snapshots only where asked for (train.sh)
     # XLA is off unless asked for (slower on the CPU: benchmarks/results/train_step.json).
     assert not run.jit_compile and not training_preset("small-hific").run.jit_compile
     assert TrainingRun.from_json('{"jit_compile": true}').jit_compile

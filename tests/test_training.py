@@ -376,6 +376,39 @@ def test_sigterm_saves_a_checkpoint_and_exits_with_the_signal_status(tmp_path, t
     assert tf.train.latest_checkpoint(str(run)).endswith(f"ckpt-{stopped}")
 
 
+def test_snapshots_and_validation_every_n_steps_and_at_the_last(tmp_path, train_folder,
+                                                                  photos):
+    from hific_tf.codec import load_codec
+    from hific_tf.images import read_image
+
+    config = small("tiny-mselpips", num_steps=5, snapshot_every=2, validate_every=2,
+                   checkpoint_every=1, keep_checkpoints=1, k_p=0.0)
+    trainer = Trainer(config, tmp_path / "run")
+    trainer.restore_or_initialize()
+    trainer.fit(dataset_for(trainer, train_folder), log=lambda _: None,
+                validation_photos=[read_image(photos[0])[:192, :192]])
+    records = (tmp_path / "run" / "validation.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in records] == [2, 4, 5]
+    snapshots = tmp_path / "run" / "snapshots"
+    assert sorted(p.name for p in snapshots.iterdir()) == ["step-2.npz", "step-4.npz",
+                                                           "step-5.npz"]
+    # Step 2's checkpoint is gone (keep_checkpoints=1); its snapshot is not, and differs.
+    assert [int(p.split("-")[-1]) for p in trainer.manager.checkpoints] == [5]
+    assert load_codec(snapshots / "step-5.npz").name == "step-5"
+    for stored, trained in zip(zoo.load_weights(snapshots / "step-5.npz").trainable_variables,
+                               trainer.model.trainable_variables, strict=True):
+        np.testing.assert_array_equal(stored.numpy(),
+                                      trained.numpy().astype(np.float16).astype(np.float32))
+    earlier = zoo.load_weights(snapshots / "step-2.npz").trainable_variables
+    assert any(not np.array_equal(a.numpy(), b.numpy())
+               for a, b in zip(earlier, trainer.model.trainable_variables, strict=True))
+
+
+def test_snapshot_every_must_not_be_negative():
+    with pytest.raises(ValueError, match="snapshot_every must be 0"):
+        small("tiny-mselpips", snapshot_every=-1)
+
+
 def test_validation_records_bpp_psnr_niqe_and_lpips_on_whole_photos(tmp_path, train_folder,
                                                                      photos):
     from hific_tf.images import read_image

@@ -5,7 +5,8 @@
 # from it, side by side on one core each, hific-small (the GAN, beta = 0.15, one D update
 # per G update) and its control mselpips-small (stage 1 continued for as many steps, no D).
 # Every 2 000 steps each run scores the three photos the repository ships (validation.jsonl
-# in its run directory; curves.py turns them into the learning curves).
+# in its run directory; curves.py turns them into the learning curves) and keeps its weights
+# (snapshots/step-N.npz; score_snapshots.py scores them on the 20 validation photos).
 #
 #   bash experiments/bundled_training/train.sh [RUNS] [SHARED_PHOTOS]
 #
@@ -20,7 +21,7 @@ STAGE1_STEPS=${STAGE1_STEPS:-20000}
 STAGE2_STEPS=${STAGE2_STEPS:-12000}
 CARRIED=$(dirname "$0")/carried
 COMMON=(--data="$PHOTOS/train,$PHOTOS/more/train" --cache_decoded
-        --validation_data=photos --validate_every=2000)
+        --validation_data=photos --validate_every=2000 --snapshot_every=2000)
 mkdir -p "$RUNS"
 
 # train RUN PRESET START STEPS [hific-tf train flags]: RUNS/RUN up to STEPS steps in all.

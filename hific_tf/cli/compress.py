@@ -14,7 +14,8 @@ from hific_tf.cli.published_flag import PUBLISHED_DIR
 
 _MODEL = flags.DEFINE_string(
     "model", None, "Bundled model name, published model name (hific-lo/-mi/-hi: writes "
-    ".tfci files), checkpoint directory or exported SavedModel directory.", required=True)
+    ".tfci files), weights file (.npz), checkpoint directory or exported SavedModel "
+    "directory.", required=True)
 _OUTPUT = flags.DEFINE_string(
     "output", None, "Output file (one input) or folder (required for a folder input). "
     "Default: beside each input, with the suffix .hfc (.tfci for published models).")

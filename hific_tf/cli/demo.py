@@ -36,9 +36,9 @@ _OUTPUT = flags.DEFINE_string("output", "out/demo",
 _MODELS = flags.DEFINE_list(
     "models", [], "Models to code with, as --model takes them: bundled (hific-small, "
     "mselpips-small), published (hific-lo, hific-mi, hific-hi; see --published_dir), "
-    "checkpoint or SavedModel directories. The classic codecs are aimed at the first model's "
-    "mean bpp and twice it, and the figure shows them at the first of these rates. Default: "
-    "the bundled pair.")
+    "weights files (.npz), checkpoint or SavedModel directories. The classic codecs are "
+    "aimed at the first model's mean bpp and twice it, and the figure shows them at the "
+    "first of these rates. Default: the bundled pair.")
 REPORT_FOLDER = "report"
 
 CLASSIC_CODECS = ("jpeg", "webp", "avif")
@@ -102,7 +102,7 @@ def check_models(models: list[str]) -> dict[str, str]:
             if not Path(model).exists():
                 raise UserError(f"--models: unknown model {model!r}; choose from "
                                 f"{', '.join([*bundled, *published.MODEL_NAMES])}, or give a "
-                                "checkpoint or SavedModel directory")
+                                "weights file, checkpoint or SavedModel directory")
         folder = Path(model).name if Path(model).exists() else model
         if folder in folders or folder == REPORT_FOLDER:
             raise UserError(f"--models: {model} would write into the folder {folder!r} that "

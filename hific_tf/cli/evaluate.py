@@ -21,8 +21,9 @@ _IMAGES = flags.DEFINE_list("images", None, "Folders of images to evaluate on, t
                             required=True)
 _OUTPUT = flags.DEFINE_string("output", "out/evaluation", "Folder for the report.")
 _MODELS = flags.DEFINE_list("models", [], "Models to code with: bundled or published names "
-                            "(hific-small, hific-lo, ...), or checkpoint or SavedModel "
-                            "directories (named after their folder).")
+                            "(hific-small, hific-lo, ...), weights files (.npz), or "
+                            "checkpoint or SavedModel directories (named after their "
+                            "folder).")
 _CODECS = flags.DEFINE_list("codecs", ["jpeg", "webp", "avif"],
                             "Classic codecs: jpeg, webp, avif, jpeg2000, jpegxl, hevc.")
 _RATES = flags.DEFINE_list("rates", [], "Target bpps for the classic codecs. Default: the "

@@ -1,0 +1,96 @@
+"""experiments/bundled_training: the declared aim's checks and the snapshot scoring."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import numpy as np
+import pytest
+
+from hific_tf import zoo
+from hific_tf.codec import codec_from_model
+from hific_tf.evaluation import Measures
+
+from conftest import REPO, make_tiny_model
+
+sys.path.insert(0, str(REPO / "experiments" / "bundled_training"))
+aim = importlib.import_module("aim")
+curves = importlib.import_module("curves")
+score_snapshots = importlib.import_module("score_snapshots")
+
+
+def summary(bpp: float, lpips: float, fid: float, kid: float, reached: bool = True) -> dict:
+    return {"bpp": bpp, "lpips": lpips, "fid": fid, "kid": kid, "kid_std": 0.001,
+            "all_reached": reached}
+
+
+def test_all_four_hold_when_hific_small_is_lower_at_matched_rates():
+    results = aim.checks(summary(0.20, 0.15, 90.0, 0.010), summary(0.205, 0.14, 100.0, 0.020),
+                         summary(0.199, 0.20, 95.0, 0.015))
+    assert [r["held"] for r in results] == [True, True, True, True]
+    assert [r["metric"] for r in results] == ["lpips", "kid", "fid", "kid"]
+    assert results[2]["margin"] == pytest.approx(-10.0)
+    assert aim.sentence(results).startswith("Of the declared aim, held: LPIPS")
+    assert "not held" not in aim.sentence(results)
+
+
+def test_a_control_more_than_5_percent_off_the_rate_fails_aims_3_and_4_whatever_the_scores():
+    results = aim.checks(summary(0.20, 0.15, 90.0, 0.010), summary(0.211, 0.14, 100.0, 0.020),
+                         summary(0.20, 0.20, 95.0, 0.015))
+    assert [r["held"] for r in results] == [True, True, False, False]
+    assert results[2]["rate_condition_met"] is False and results[2]["margin"] < 0
+    assert "not held: FID/256 below mselpips-small's; KID/256" in aim.sentence(results)
+
+
+def test_jpeg_that_missed_its_target_rate_fails_aims_1_and_2():
+    results = aim.checks(summary(0.20, 0.15, 90.0, 0.010), summary(0.20, 0.14, 100.0, 0.020),
+                         summary(0.30, 0.20, 95.0, 0.015, reached=False))
+    assert [r["held"] for r in results] == [False, False, True, True]
+
+
+def test_snapshots_count_steps_from_the_start_of_stage_1(tmp_path):
+    for run, names in {"stage1": ["step-18000", "step-20000"], "gan": ["step-2000"],
+                       "control": ["step-2000"]}.items():
+        (tmp_path / run / "snapshots").mkdir(parents=True)
+        for name in names:
+            (tmp_path / run / "snapshots" / f"{name}.npz").write_bytes(b"")
+    (tmp_path / "control" / "step_offset").write_text("4000")  # continued from carried weights
+    found = [(run, step) for run, step, _ in score_snapshots.snapshots(tmp_path)]
+    # Of stage 1 only its last step, where both stage-2 runs begin.
+    assert found == [("stage1", 20_000), ("gan", 22_000), ("control", 26_000)]
+
+
+def test_aim_is_judged_at_steps_with_the_gan_its_jpeg_and_the_control():
+    def row(run, step, codec, **values):
+        return {"run": run, "step": str(step), "codec": codec, "all_reached": "True",
+                "psnr": "", "niqe": "", "patches": "", "kid_std": "0.001",
+                **{k: str(v) for k, v in values.items()}}
+
+    rows = [row("stage1", 20_000, "model", bpp=0.2, lpips=0.3, fid=150, kid=0.05),
+            row("stage1", 20_000, "jpeg", bpp=0.2, lpips=0.25, fid=130, kid=0.03),
+            row("gan", 22_000, "model", bpp=0.2, lpips=0.2, fid=110, kid=0.02),
+            row("gan", 22_000, "jpeg", bpp=0.2, lpips=0.25, fid=130, kid=0.03),
+            row("gan", 24_000, "model", bpp=0.2, lpips=0.2, fid=110, kid=0.02),
+            row("control", 22_010, "model", bpp=0.2, lpips=0.28, fid=140, kid=0.04)]
+    judged = score_snapshots.aim_over_steps(rows)
+    # 24 000 lacks its JPEG; the control continued from carried weights snapshots at 22 010.
+    assert [step for step, _ in judged] == [20_000, 22_000]
+    assert [r["held"] for r in judged[0][1]] == [False, False, False, False]
+    assert [r["held"] for r in judged[1][1]] == [True, True, True, True]
+
+
+@pytest.mark.slow
+def test_a_snapshot_is_scored_from_its_coded_files_with_jpeg_at_its_rate(tmp_path, photos):
+    from hific_tf.images import read_image
+    from hific_tf.perceptual.niqe import niqe
+
+    path = tmp_path / "step-2000.npz"
+    zoo.save_weights(make_tiny_model(seed=0), path)
+    images = {"photo.png": read_image(photos[0])[:192, :192]}
+    model, jpeg = score_snapshots.score(path, images, Measures(niqe=niqe), with_jpeg=True)
+    coded = codec_from_model(zoo.load_file(path)).compress(images["photo.png"])
+    assert model["codec"] == "model" and model["bpp"] == pytest.approx(
+        8 * len(coded) / (192 * 192))
+    assert jpeg["codec"] == "jpeg" and jpeg["target_bpp"] == model["bpp"]
+    assert np.isfinite(model["psnr"]) and model["lpips"] is None
