@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+import subprocess
 import sys
 
 import numpy as np
@@ -94,3 +96,60 @@ def test_a_snapshot_is_scored_from_its_coded_files_with_jpeg_at_its_rate(tmp_pat
         8 * len(coded) / (192 * 192))
     assert jpeg["codec"] == "jpeg" and jpeg["target_bpp"] == model["bpp"]
     assert np.isfinite(model["psnr"]) and model["lpips"] is None
+
+
+FAKE_TRAINER = '''#!{python}
+"""Stands in for hific-tf train: counts steps into ckpt-N.index files, stops on SIGTERM."""
+import os, signal, sys, time
+from pathlib import Path
+
+flags = dict(arg[2:].split("=", 1) for arg in sys.argv[2:] if "=" in arg)
+run_dir = Path(flags["run_dir"])
+run_dir.mkdir(parents=True, exist_ok=True)
+done = max([int(p.stem.split("-")[1]) for p in run_dir.glob("ckpt-*.index")], default=0)
+stop = []
+signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+with open(run_dir.parent / "calls.txt", "a") as log:
+    log.write(f"{{run_dir.name}} {{flags['preset']}} from {{done}} cores "
+              f"{{sorted(os.sched_getaffinity(0))}} init {{Path(flags['init_from']).name}}\\n")
+pause = 0.02 if flags["preset"] == "small-mselpips" else 0.06
+for step in range(done + 1, int(flags["num_steps"]) + 1):
+    time.sleep(pause)
+    if step % 5 == 0 or stop or step == int(flags["num_steps"]):
+        (run_dir / f"ckpt-{{step}}.index").write_text("")
+    if stop:
+        sys.exit(143)
+'''
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="train.sh pins one run per core")
+def test_train_sh_runs_stage_2_side_by_side_then_gives_the_slower_run_both_cores(tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "stage1-start.npz").write_bytes(b"")
+    trainer = tmp_path / "hific-tf"
+    trainer.write_text(FAKE_TRAINER.format(python=sys.executable))
+    trainer.chmod(0o755)
+    carried = tmp_path / "carried"  # none: not the weights this repository carries
+    carried.mkdir()
+    environment = {**os.environ, "HIFIC": str(trainer), "CARRIED": str(carried),
+                   "STAGE1_STEPS": "20", "STAGE2_STEPS": "60"}
+    script = REPO / "experiments" / "bundled_training" / "train.sh"
+    result = subprocess.run(["bash", str(script), str(runs), str(tmp_path / "photos")],
+                            env=environment, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    calls = (runs / "calls.txt").read_text().splitlines()
+    both = sorted(os.sched_getaffinity(0))
+    assert calls[0] == f"stage1 small-mselpips from 0 cores {both} init stage1-start.npz"
+    # The control (faster) finishes on its core; the GAN, stopped, resumes on all of them.
+    assert sorted(calls[1:3]) == ["control small-mselpips from 0 cores [1] init stage1",
+                                  "gan small-hific from 0 cores [0] init stage1"]
+    resumed = calls[3].split()
+    assert resumed[:3] == ["gan", "small-hific", "from"] and 0 < int(resumed[3]) < 60
+    assert calls[3].endswith(f"cores {both} init stage1") and len(calls) == 4
+    for run in ("gan", "control"):
+        assert (runs / run / "ckpt-60.index").exists()
+    # Run again: everything is done, nothing trains.
+    subprocess.run(["bash", str(script), str(runs), str(tmp_path / "photos")], env=environment,
+                   check=True, timeout=60)
+    assert len((runs / "calls.txt").read_text().splitlines()) == 4
