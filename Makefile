@@ -57,13 +57,14 @@ $(TORCH_STAMP): $(STAMP) requirements-test-torch.txt
 # in TEST_WORKERS processes (pytest-xdist): on 2 cores, 2 take the suite from 21 to 13 minutes,
 # since much of it waits on subprocesses and single-threaded Python. TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 2
+PYTEST = $(BIN)/python -m pytest -n $(TEST_WORKERS)
 test: $(STAMP) $(TORCH_STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -n $(TEST_WORKERS)
+	$(PYTEST)
 
 test-fast: $(STAMP) $(TORCH_STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "not slow"
+	$(PYTEST) -m "not slow"
 
 # make demo MODELS=hific-lo,hific-small: any models --model takes; empty, the bundled pair.
 MODELS ?=

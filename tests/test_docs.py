@@ -10,6 +10,7 @@ import dataclasses
 import fnmatch
 import functools
 import json
+import os
 import re
 from pathlib import Path
 
@@ -25,12 +26,14 @@ EXTERNAL = ("http://", "https://", "mailto:")
 
 
 def markdown_files() -> list[Path]:
-    """The repository's own Markdown: not that of tools' hidden folders (.venv, .pytest_cache)
-    or of outputs."""
-    skipped = {"out", "build"}
-    return sorted(path for path in REPO.rglob("*.md")
-                  if not any(part in skipped or part.startswith(".")
-                             for part in path.relative_to(REPO).parts))
+    """The repository's own Markdown: the walk never enters outputs or tools' hidden folders
+    (.git, .venv, .pytest_cache)."""
+    found = []
+    for folder, subfolders, names in os.walk(REPO):
+        subfolders[:] = [name for name in subfolders
+                         if not name.startswith(".") and name not in {"out", "build"}]
+        found += [Path(folder) / name for name in names if name.endswith(".md")]
+    return sorted(found)
 
 
 def slug(heading: str) -> str:
