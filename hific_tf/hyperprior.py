@@ -41,6 +41,40 @@ def crop(tensor: tf.Tensor, y_shape: tf.Tensor) -> tf.Tensor:
     return tensor[:, :y_shape[0], :y_shape[1]]
 
 
+# The authors' bound on every likelihood of the training rates (tensorflow-compression 1.x's
+# likelihood_bound); below it, a likelihood's gradient passes only towards larger values.
+LIKELIHOOD_FLOOR = 1e-9
+_MEDIAN_BRACKET_DOUBLINGS = 24  # brackets medians up to 2**24 from 0
+_MEDIAN_BISECTIONS = 48  # then halves the bracket to float32 resolution
+
+
+class FlooredLikelihood:
+    """An entropy model whose likelihoods are bounded below at LIKELIHOOD_FLOOR, as the
+    authors' rates are.
+
+    The bound applies to the likelihood itself, not its log: below the floor the rate's
+    gradient is that of log(LIKELIHOOD_FLOOR + the likelihood's change), which a bound in
+    log space would scale by LIKELIHOOD_FLOOR / likelihood.
+    """
+
+    def _log_prob(self, prior, bottleneck_perturbed: tf.Tensor) -> tf.Tensor:
+        likelihood = tf.exp(super()._log_prob(prior, bottleneck_perturbed))
+        return tf.math.log(tfc.lower_bound(likelihood, LIKELIHOOD_FLOOR))
+
+
+class FlooredBatchedModel(FlooredLikelihood, tfc.ContinuousBatchedEntropyModel):
+    """z's training entropy model, with the likelihood floor."""
+
+    def quantized_bits(self, values: tf.Tensor) -> tf.Tensor:
+        """Per-image bits of `values`, already quantised as the caller chose."""
+        log_probs = self._log_prob(self.prior, values)
+        return tf.reduce_sum(log_probs, axis=[1, 2, 3]) / -math.log(2.0)
+
+
+class FlooredIndexedModel(FlooredLikelihood, tfc.LocationScaleIndexedEntropyModel):
+    """y's training entropy model, with the likelihood floor."""
+
+
 class TrainingOutputs(NamedTuple):
     """What a training-mode pass through the hyperprior returns."""
 
@@ -90,12 +124,8 @@ class Hyperprior(tf.keras.layers.Layer):
         self._log_scale_step = (
             (math.log(config.scale_max) - self._log_scale_min) / max(config.num_scales - 1, 1))
         self._num_scales = config.num_scales
-        self.z_model = self._z_model(compression=False)
-        # Rounds z without the median offset, whose search would cost every training step;
-        # used only for the rate control's quantised estimate.
-        self._z_rounding_model = tfc.ContinuousBatchedEntropyModel(
-            self.z_prior, coding_rank=3, compression=False, offset_heuristic=False)
-        self.y_model = tfc.LocationScaleIndexedEntropyModel(
+        self.z_model = FlooredBatchedModel(self.z_prior, coding_rank=3, compression=False)
+        self.y_model = FlooredIndexedModel(
             tfc.NoisyNormal, self._num_scales, self._scale_from_index, coding_rank=3,
             compression=False)
         self._hyper_synthesis = config.hyper_synthesis
@@ -105,17 +135,47 @@ class Hyperprior(tf.keras.layers.Layer):
         self._integer_mean: IntegerSynthesis | None = None
         self._integer_scale: IntegerSynthesis | None = None
 
-    def _z_model(self, compression: bool) -> tfc.ContinuousBatchedEntropyModel:
-        return tfc.ContinuousBatchedEntropyModel(
-            self.z_prior, coding_rank=3, compression=compression)
-
     def _scale_from_index(self, index: tf.Tensor) -> tf.Tensor:
         return tf.exp(self._log_scale_min + self._log_scale_step * index)
 
     def _scale_index(self, scale: tf.Tensor) -> tf.Tensor:
-        """Fractional position of `scale` in the scale table (clipped by the entropy model)."""
-        log_scale = tf.math.log(tf.maximum(scale, math.exp(self._log_scale_min)))
+        """Fractional position of `scale` in the scale table (clipped by the entropy model).
+
+        The scale is bounded below by the table's first entry as the authors bound it
+        (tensorflow-compression 1.x's lower_bound): where it is below, the gradient still
+        passes when it would move the scale up (tf.maximum would pass none).
+        """
+        log_scale = tf.math.log(tfc.lower_bound(scale, math.exp(self._log_scale_min)))
         return (log_scale - self._log_scale_min) / self._log_scale_step
+
+    def z_medians(self) -> tf.Tensor:
+        """The median of z's prior per channel [hyper_channels], without gradient.
+
+        The rate control rounds z around it, as the authors do (they learn it as the
+        bottleneck's quantiles) and as the range coder does (tensorflow-compression takes
+        the prior's median as z's quantization offset). Found by bisection on the
+        cumulative: doubling a bracket around 0, then halving it.
+        """
+        base = self.z_prior.base
+        channels = base.batch_shape[0]
+        half_width = tf.ones([channels])
+        for _ in range(_MEDIAN_BRACKET_DOUBLINGS):
+            outside = ((base.cdf(-half_width) > 0.5) | (base.cdf(half_width) < 0.5))
+            half_width = tf.where(outside, 2.0 * half_width, half_width)
+        low, high = -half_width, half_width
+        for _ in range(_MEDIAN_BISECTIONS):
+            middle = 0.5 * (low + high)
+            below = base.cdf(middle) < 0.5
+            low, high = tf.where(below, middle, low), tf.where(below, high, middle)
+        return tf.stop_gradient(0.5 * (low + high))
+
+    def latent_for_discriminator(self, y: tf.Tensor) -> tf.Tensor:
+        """y_hat as a training pass makes it (z perturbed by uniform noise, y rounded around
+        h_s's means), without any rate: all that D's update needs of the hyperprior."""
+        z_tilde, _ = tfc.perturb_and_apply(tf.identity, self.analysis(y),
+                                           expected_grads=False)
+        mean = crop(self.synthesis_mean(z_tilde), tf.shape(y)[1:3])
+        return tfc.round_st(y - mean) + mean
 
     def _mean_and_index(self, z_hat: tf.Tensor, y_shape: tf.Tensor
                         ) -> tuple[tf.Tensor, tf.Tensor]:
@@ -132,10 +192,12 @@ class Hyperprior(tf.keras.layers.Layer):
         _, y_bits = self.y_model(y, index, loc=mean, training=training)
         y_hat = tfc.round_st(y - mean) + mean
         if training:
-            # The rate control compares the quantised estimate with the target.
-            y_stopped = tf.stop_gradient(y)
-            _, z_bits_rounded = self._z_rounding_model(tf.stop_gradient(z), training=False)
-            _, y_bits_rounded = self.y_model(y_stopped, tf.stop_gradient(index),
+            # The rate control compares the quantised estimate with the target: z rounded
+            # around its medians, y around its means.
+            medians = self.z_medians()
+            z_rounded = tf.floor(tf.stop_gradient(z) + 0.5 - medians) + medians
+            z_bits_rounded = self.z_model.quantized_bits(z_rounded)
+            _, y_bits_rounded = self.y_model(tf.stop_gradient(y), tf.stop_gradient(index),
                                              loc=tf.stop_gradient(mean), training=False)
             quantized_bits = tf.stop_gradient(z_bits_rounded + y_bits_rounded)
         else:

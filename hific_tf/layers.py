@@ -26,7 +26,9 @@ class ChannelNorm(tf.keras.layers.Layer):
 
     mean and the unbiased variance are taken over the channel axis; the mean inside the
     variance is a stop-gradient. With no running statistics the layer behaves identically at
-    any resolution and on any tile of an image.
+    any resolution and on any tile of an image. The statistics and the normalisation are
+    computed in float32 whatever the input's dtype (a float16 sum of squares overflows past
+    an RMS of about 8 per pixel); gamma and beta apply in the input's dtype.
     """
 
     def __init__(self, epsilon: float = 1e-3, **kwargs) -> None:
@@ -42,16 +44,18 @@ class ChannelNorm(tf.keras.layers.Layer):
         super().build(input_shape)
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
-        channels = tf.cast(tf.shape(inputs)[-1], inputs.dtype)
-        mean = tf.reduce_mean(inputs, axis=-1, keepdims=True)
-        centred = inputs - tf.stop_gradient(mean)
+        # A no-op under float32, so that float32 models compute exactly as before.
+        values = tf.cast(inputs, tf.float32)
+        channels = tf.cast(tf.shape(values)[-1], tf.float32)
+        mean = tf.reduce_mean(values, axis=-1, keepdims=True)
+        centred = values - tf.stop_gradient(mean)
         variance = tf.reduce_sum(tf.square(centred), axis=-1, keepdims=True) / (channels - 1)
         # A division by the square root, both correctly rounded, rather than rsqrt, whose
         # vectorised and scalar kernels differ in the last bit: each pixel then normalises
         # identically wherever it lies in a tensor, which tiled coding relies on.
         # (divide_no_nan, because graph optimisation rewrites x / sqrt(y) into rsqrt.)
-        normalised = tf.math.divide_no_nan(inputs - mean, tf.sqrt(variance + self.epsilon))
-        return self.gamma * normalised + self.beta
+        normalised = tf.math.divide_no_nan(values - mean, tf.sqrt(variance + self.epsilon))
+        return self.gamma * tf.cast(normalised, inputs.dtype) + self.beta
 
     def get_config(self) -> dict:
         return {**super().get_config(), "epsilon": self.epsilon}
@@ -231,10 +235,11 @@ class ResidualBlock(tf.keras.layers.Layer):
 class SpectralNormConv2D(tf.keras.layers.Layer):
     """A conv whose kernel is divided by its largest singular value (Miyato et al. 2018).
 
-    The singular value comes from power iteration on the [k*k*in, out] kernel matrix with a
-    persistent vector u, advanced by `power_iterations` steps per training call; the
-    gradient flows through W / sigma with u and v held constant. The stored kernel stays
-    the raw, unnormalised one.
+    The singular value comes from power iteration on the [k*k*in, out] kernel matrix W with a
+    persistent left singular vector u [k*k*in, 1], as compare_gan (the authors' D) keeps it:
+    each training call runs `power_iterations` rounds v = W^T u / |.|, u = W v / |.|, stores
+    u, and divides by sigma = u^T W v; the gradient flows through W / sigma with u and v held
+    constant. The stored kernel stays the raw, unnormalised one.
     """
 
     def __init__(self, filters: int, kernel_size: int, strides: int = 1,
@@ -253,8 +258,8 @@ class SpectralNormConv2D(tf.keras.layers.Layer):
             initializer=tf.keras.initializers.RandomNormal(stddev=self.stddev))
         self.bias = self.add_weight(name="bias", shape=[self.filters], initializer="zeros")
         self.u = self.add_weight(
-            name="u", shape=[1, self.filters], trainable=False,
-            initializer=tf.keras.initializers.RandomNormal(stddev=1.0),
+            name="u", shape=[self.kernel_size * self.kernel_size * channels, 1],
+            trainable=False, initializer=tf.keras.initializers.RandomNormal(stddev=1.0),
             aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         super().build(input_shape)
 
@@ -264,14 +269,14 @@ class SpectralNormConv2D(tf.keras.layers.Layer):
         kernel = tf.cast(self.kernel, tf.float32)
         matrix = tf.reshape(kernel, [-1, self.filters])
         u = tf.cast(self.u, tf.float32)
+        v = tf.math.l2_normalize(tf.matmul(matrix, u, transpose_a=True))
         for _ in range(self.power_iterations if training else 0):
-            v = tf.math.l2_normalize(tf.matmul(u, matrix, transpose_b=True))
-            u = tf.math.l2_normalize(tf.matmul(v, matrix))
+            v = tf.math.l2_normalize(tf.matmul(matrix, u, transpose_a=True))
+            u = tf.math.l2_normalize(tf.matmul(matrix, v))
         if training:
             self.u.assign(u)
-        u = tf.stop_gradient(u)
-        v = tf.stop_gradient(tf.math.l2_normalize(tf.matmul(u, matrix, transpose_b=True)))
-        sigma = tf.squeeze(tf.matmul(tf.matmul(v, matrix), u, transpose_b=True))
+        u, v = tf.stop_gradient(u), tf.stop_gradient(v)
+        sigma = tf.squeeze(tf.matmul(tf.matmul(u, matrix, transpose_a=True), v))
         return kernel / sigma
 
     def call(self, inputs: tf.Tensor, training: bool = False) -> tf.Tensor:

@@ -88,8 +88,10 @@ class HiFiC(tf.keras.Model):
             self.generator(y)
         return self
 
-    def call(self, images: tf.Tensor, training: bool = True) -> ForwardOutputs:
-        """Training-mode pass over a batch in [0, 1] whose sides are multiples of 16."""
+    def call(self, images: tf.Tensor, training: bool = False) -> ForwardOutputs:
+        """A pass over a batch in [0, 1] whose sides are multiples of 16: with `training`,
+        uniform noise stands in for rounding in the rates (what the losses need); without,
+        the latents are rounded (inference, the default)."""
         y = self.encoder(images)
         latent = self.hyperprior(y, training=training)
         reconstruction = self.generator(latent.y_hat)
@@ -99,6 +101,12 @@ class HiFiC(tf.keras.Model):
             reconstruction=reconstruction, y_hat=latent.y_hat, y_bits=latent.y_bits,
             z_bits=latent.z_bits, bpp=(latent.y_bits + latent.z_bits) / pixels,
             quantized_bpp=latent.quantized_bits / pixels)
+
+    def reconstruct_for_discriminator(self, images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """G's reconstruction and y_hat as a training pass makes them, without the rates
+        (and their entropy models): what D's update needs."""
+        y_hat = self.hyperprior.latent_for_discriminator(self.encoder(images))
+        return self.generator(y_hat), y_hat
 
     def reconstruct_photo(self, photo: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """Estimated bits of the rounded latents and the uint8 reconstruction of one whole

@@ -25,10 +25,13 @@ from hific_tf.errors import UserError
 from hific_tf.metrics import psnr
 from hific_tf.model import HiFiC
 from hific_tf.networks import Discriminator
+from hific_tf.optimizers import ScheduledAdam
 from hific_tf.progress import format_duration
 
 TRAIN_CONFIG_FILE = "train_config.json"
 VALIDATION_FILE = "validation.jsonl"
+# Metrics that may be infinite in a sound step (PSNR of a perfect reconstruction).
+UNBOUNDED_METRICS = frozenset({"psnr"})
 SNAPSHOT_FOLDER = "snapshots"  # step-N.npz: the weights at step N, kept to score later
 
 # (images, reconstructions), both [batch, H, W, 3] in [0, 1] → per-image loss [batch].
@@ -89,7 +92,9 @@ class Trainer:
         with self.strategy.scope():
             self.model = HiFiC(recipe.model_config).build_weights()
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-            self.generator_optimizer = self._optimizer()
+            # h_a's kernels train in the authors' RDFT parameterisation (optimizers.py).
+            self.generator_optimizer = self._optimizer(
+                [layer.kernel for layer in self.model.hyperprior.analysis.layers])
             self.generator_optimizer.build(self.model.trainable_variables)
             self.discriminator = None
             self.discriminator_optimizer = None
@@ -117,15 +122,18 @@ class Trainer:
         self._compiled_replica_step = (tf.function(self._replica_step, jit_compile=True)
                                        if config.run.jit_compile else self._replica_step)
 
-    def _optimizer(self) -> tf.keras.optimizers.Optimizer:
+    def _optimizer(self, rdft_kernels: Sequence[tf.Variable] = ()
+                   ) -> tf.keras.optimizers.Optimizer:
+        """Adam at the recipe's learning rate scheduled by the training step (both the E/G/P
+        and D updates read the same step, one D update per G update in the recipe)."""
         recipe = self.recipe
 
         def scheduled_learning_rate() -> tf.Tensor:
             return losses.learning_rate(self.step, recipe.learning_rate,
                                         recipe.learning_rate_schedule)
 
-        optimizer = tf.keras.optimizers.Adam(
-            learning_rate=scheduled_learning_rate, beta_1=recipe.adam_beta_1,
+        optimizer = ScheduledAdam(
+            scheduled_learning_rate, rdft_kernels, beta_1=recipe.adam_beta_1,
             beta_2=recipe.adam_beta_2, epsilon=recipe.adam_epsilon)
         if self.run.precision == "mixed_float16":
             optimizer = tf.keras.mixed_precision.LossScaleOptimizer(optimizer)
@@ -248,20 +256,21 @@ class Trainer:
         self.generator_optimizer.apply_gradients(zip(gradients, variables, strict=True))
         metrics = {name: tf.reduce_mean(value) for name, value in metrics.items()}
         metrics.update(loss_egp=loss * replica.num_replicas_in_sync, rate_weight=rate_weight,
-                       learning_rate=losses.learning_rate(
-                           self.step, recipe.learning_rate, recipe.learning_rate_schedule))
+                       learning_rate=self.generator_optimizer.learning_rate)
         return metrics
 
     def _discriminator_update(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
-        outputs = self.model(images, training=True)
-        reconstruction = tf.stop_gradient(tf.cast(outputs.reconstruction, tf.float32))
-        latent = tf.stop_gradient(outputs.y_hat)
-        shift = self.recipe.discriminator_shift
+        """One D update: D called once on the real and the fake images together, as the
+        authors call it, so that both halves share one power iteration of the spectral
+        norm; the fakes come from a pass without rate estimation."""
+        reconstruction, latent = self.model.reconstruct_for_discriminator(images)
+        reconstruction = tf.stop_gradient(tf.cast(reconstruction, tf.float32))
+        latent = tf.stop_gradient(latent)
         with tf.GradientTape() as tape:
-            real = tf.cast(self.discriminator((images, latent), training=True,
-                                              max_shift=shift), tf.float32)
-            fake = tf.cast(self.discriminator((reconstruction, latent), training=True,
-                                              max_shift=shift), tf.float32)
+            logits = self.discriminator(
+                (tf.concat([images, reconstruction], 0), tf.concat([latent, latent], 0)),
+                training=True, max_shift=self.recipe.discriminator_shift)
+            real, fake = tf.split(tf.cast(logits, tf.float32), 2)
             loss = tf.nn.compute_average_loss(losses.discriminator_loss(real, fake),
                                               global_batch_size=self.recipe.batch_size)
             scaled = self._scale(self.discriminator_optimizer, loss)
@@ -386,12 +395,15 @@ class Trainer:
         previous = {sig: signal.signal(sig, self._request_stop)
                     for sig in (signal.SIGTERM, signal.SIGINT)}
         start_step = int(self.step.numpy())
+        summary_images = None  # one fixed batch, read at the first image summary
         started = time.monotonic()
         try:
             while int(self.step.numpy()) < run.num_steps and self.stop_signal is None:
                 metrics = {k: float(v) for k, v in self.train_step(iterator).items()}
                 step = int(self.step.numpy())
-                bad = [k for k, v in metrics.items() if not math.isfinite(v)]
+                # PSNR is infinite on a batch reconstructed perfectly: not a failure.
+                bad = [k for k, v in metrics.items()
+                       if not math.isfinite(v) and k not in UNBOUNDED_METRICS]
                 if bad:
                     last = self.manager.latest_checkpoint or "none yet"
                     raise NonFiniteLossError(
@@ -402,7 +414,10 @@ class Trainer:
                         for name, value in metrics.items():
                             tf.summary.scalar(name, value)
                     if step % run.image_every == 0:
-                        self._image_summary(dataset)
+                        if summary_images is None:
+                            summary_images = next(iter(dataset.take(1)))[
+                                : self.recipe.batch_size]
+                        self._image_summary(summary_images)
                 if step % run.log_every == 0 or step == run.num_steps:
                     log(self._progress_line(step, start_step, started, metrics))
                 # The last step too: its checkpoint is the one a run ships.
@@ -436,11 +451,18 @@ class Trainer:
         return (f"step {step}/{self.run.num_steps}  {rate:.2f} steps/s  {eta} left  "
                 f"{values}")
 
-    def _image_summary(self, dataset: tf.data.Dataset) -> None:
-        images = next(iter(dataset.take(1)))[: self.recipe.batch_size]
+    @tf.function
+    def _summary_reconstruction(self, images: tf.Tensor) -> tf.Tensor:
+        """The model's reconstruction of `images`, run by the strategy on its first replica
+        (where the variables live under any strategy)."""
+        per_replica = self.strategy.run(
+            lambda batch: tf.cast(self.model(batch).reconstruction, batch.dtype),
+            args=(images,))
+        return self.strategy.experimental_local_results(per_replica)[0]
+
+    def _image_summary(self, images: tf.Tensor) -> None:
         # float16/bfloat16 under mixed precision; the summary shows both side by side.
-        reconstruction = tf.cast(self.model(images, training=False).reconstruction,
-                                 images.dtype)
+        reconstruction = self._summary_reconstruction(images)
         tf.summary.image("original_reconstruction",
                          tf.clip_by_value(tf.concat([images, reconstruction], axis=2), 0, 1),
                          max_outputs=4)
