@@ -49,16 +49,22 @@ train() {
         | { grep --line-buffered -v WARNING || true; } >> "$RUNS/$run.log"  # grep: 1 if none
 }
 
-START=$RUNS/stage1-start.npz
-if [ ! -f "$START" ]; then
-    git show 05ccb65:hific_tf/weights/mselpips-small.npz > "$START.partial"
-    mv "$START.partial" "$START"
+# STAGE2_START (a weights file) skips stage 1: both stage-2 runs start from it
+# (experiments/gan_vs_control).
+if [ -n "${STAGE2_START:-}" ]; then
+    STAGE1=$STAGE2_START
+else
+    START=$RUNS/stage1-start.npz
+    if [ ! -f "$START" ]; then
+        git show 05ccb65:hific_tf/weights/mselpips-small.npz > "$START.partial"
+        mv "$START.partial" "$START"
+    fi
+    train stage1 small-mselpips "$START" "$STAGE1_STEPS"
+    # Stage 2 starts from stage 1's last checkpoint, or from its carried weights when its
+    # directory is gone (carried once stage 1 has finished).
+    STAGE1=$RUNS/stage1
+    if ! ls "$STAGE1"/ckpt-*.index > /dev/null 2>&1; then STAGE1=$CARRIED/stage1.npz; fi
 fi
-train stage1 small-mselpips "$START" "$STAGE1_STEPS"
-# Stage 2 starts from stage 1's last checkpoint, or from its carried weights when its
-# directory is gone (carried once stage 1 has finished).
-STAGE1=$RUNS/stage1
-if ! ls "$STAGE1"/ckpt-*.index > /dev/null 2>&1; then STAGE1=$CARRIED/stage1.npz; fi
 # Side by side on one core each while both have steps left (no oversubscription); once one
 # has finished, the other is stopped (it checkpoints) and resumes on both cores.
 preset_of() { if [ "$1" = gan ]; then echo small-hific; else echo small-mselpips; fi; }
