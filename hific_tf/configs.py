@@ -294,6 +294,22 @@ class TrainingRecipe:
         for name in ("batch_size", "discriminator_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        self._check_rate_control()
+        if self.beta > 0 and not self.uses_gan:
+            raise ValueError(f"beta {self.beta} would be ignored: stage {self.stage!r} has no "
+                             "GAN; set beta=0 or stage='hific'")
+
+    def _check_rate_control(self) -> None:
+        """A positive target, and a rate weight above it (lambda_a) larger than the one below
+        it (lambda_b), as the authors' code requires of its inverse weights: otherwise the
+        rate is penalised less above the target than below it, or (equal) not steered."""
+        if self.target_rate <= 0:
+            raise ValueError(f"target_rate must be positive (bits per pixel), got "
+                             f"{self.target_rate}")
+        if self.lambda_a <= self.lambda_b:
+            raise ValueError(f"lambda_a (the rate weight above target_rate) must be larger "
+                             f"than lambda_b (below it), got lambda_a {self.lambda_a} <= "
+                             f"lambda_b {self.lambda_b}")
 
     @property
     def uses_gan(self) -> bool:

@@ -21,6 +21,7 @@ import tensorflow as tf
 from hific_tf.checkpoints import save_model
 from hific_tf.configs import model_preset
 from hific_tf.model import HiFiC
+from hific_tf.tiling import to_uint8
 
 REPO = Path(__file__).resolve().parent.parent
 PHOTOS = REPO / "photos"
@@ -71,6 +72,31 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("tiny_checkpoint")
     save_model(HiFiC(model_preset("tiny")).build_weights(), directory)
     return directory
+
+
+def compiled_untiled_decode(model: HiFiC, y_hat: tf.Tensor, height: int,
+                            width: int) -> np.ndarray:
+    """G on the whole latent, cropped and rounded to uint8, in a tf.function as
+    `decompress` runs it: the untiled reference that decoding is compared with, bit for
+    bit. Eager ops are another execution path: oneDNN's graph rewrites (fused convolutions,
+    a division by a square root turned into rsqrt) round differently in the last bits, and
+    now and then move a pixel by a grey level."""
+    decode = tf.function(
+        lambda latent, rows, columns: to_uint8(model.generator(latent)[0, :rows, :columns]),
+        input_signature=[tf.TensorSpec([1, None, None, model.config.latent_channels]),
+                         tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32)],
+        autograph=False)
+    return decode(y_hat, height, width).numpy()
+
+
+def compiled_y_hat(model: HiFiC, image: np.ndarray) -> np.ndarray:
+    """The encoder's quantised latent of a uint8 image, in a tf.function as `compress`
+    runs it (see compiled_untiled_decode: eager E may put a latent on the other side of a
+    rounding boundary)."""
+    encode = tf.function(lambda pixels: model.encode(pixels)[0].y_hat,
+                         input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)],
+                         autograph=False)
+    return encode(tf.constant(image)).numpy()
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ from hific_tf.layers import ChannelNorm, InstanceNorm
 from hific_tf.model import HiFiC
 from hific_tf.networks import Discriminator
 
-from conftest import PHOTOS, REPO, run_cli
+from conftest import PHOTOS, REPO, compiled_untiled_decode, run_cli
 
 TINY = model_preset("tiny")
 # The keys of a model configuration before the switches: defaults write exactly these.
@@ -188,12 +188,14 @@ def test_instance_norm_codes_in_one_tile_and_says_so(rng, caplog):
     assert [int(side) for side in (*model.tiler.encoder_tile(rows, columns),
                                    *model.tiler.generator_tile(rows, columns))] == [32, 48] * 2
     model.set_memory_budget()
-    image = rng.integers(0, 256, size=(100, 37, 3), dtype=np.uint8)
-    data = assert_tiles_change_nothing(model, image)
-    # One tile is the untiled network on the padded image.
-    reconstruction = model.generator(model.decode_latent(data).y_hat)[0, :100, :37]
-    np.testing.assert_array_equal(model.decompress(data).numpy(),
-                                  tf.saturate_cast(tf.round(reconstruction * 255), tf.uint8))
+    for height, width in ((100, 37), (256, 256)):
+        image = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+        data = assert_tiles_change_nothing(model, image)
+        # One tile is the untiled network on the padded image, both compiled as coding
+        # runs: an eager G rounds a few of 256 x 256 pixels a grey level apart.
+        untiled = compiled_untiled_decode(model, model.decode_latent(data).y_hat, height,
+                                          width)
+        np.testing.assert_array_equal(model.decompress(data).numpy(), untiled)
 
 
 @pytest.mark.parametrize("normalization", NORMALIZATIONS)

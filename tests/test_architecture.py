@@ -91,6 +91,32 @@ def test_channel_norm_is_the_same_on_any_tile(rng):
     np.testing.assert_array_equal(layer(x[:, 4:9, 3:11]).numpy(), whole[:, 4:9, 3:11])
 
 
+def test_channel_norm_keeps_its_float32_arithmetic_bit_for_bit(rng):
+    # Stored files decode only if G computes as it did when they were written.
+    x = tf.constant(rng.normal(size=(2, 6, 5, 12)).astype(np.float32) * 40 + 3)
+    layer = ChannelNorm(epsilon=1e-3)
+    layer.build(x.shape)
+    layer.gamma.assign(rng.uniform(0.5, 2.0, 12).astype(np.float32))
+    layer.beta.assign(rng.normal(size=12).astype(np.float32))
+    mean = tf.reduce_mean(x, axis=-1, keepdims=True)
+    centred = x - tf.stop_gradient(mean)
+    variance = tf.reduce_sum(tf.square(centred), axis=-1, keepdims=True) / 11.0
+    before = layer.gamma * tf.math.divide_no_nan(x - mean, tf.sqrt(variance + 1e-3)) + \
+        layer.beta
+    np.testing.assert_array_equal(layer(x).numpy(), before.numpy())
+
+
+def test_channel_norm_statistics_survive_float16(rng):
+    # An RMS of 100 a channel: 16 squares sum past float16's largest value (65 504).
+    x = rng.normal(size=(1, 4, 4, 16)).astype(np.float32) * 100
+    layer = ChannelNorm(dtype="mixed_float16")
+    half = layer(tf.constant(x, tf.float16))
+    assert half.dtype == tf.float16
+    reference = ChannelNorm()(tf.constant(x.astype(np.float16).astype(np.float32)))
+    assert np.isfinite(half.numpy()).all()
+    np.testing.assert_allclose(half.numpy().astype(np.float32), reference.numpy(), atol=5e-3)
+
+
 def test_channel_norm_gradient_stops_through_variance_mean(rng):
     # With the mean inside the variance a stop-gradient, d/dx of sum(y) is not zero (it
     # would be for a full normalisation, whose outputs sum to zero for any input).

@@ -61,6 +61,33 @@ def test_an_unknown_key_is_one_value_error_naming_it(kind, text, message):
         kind.from_json(text)
 
 
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"lambda_a": 2.0**-6, "lambda_b": 2.0},
+     r"^lambda_a \(the rate weight above target_rate\) must be larger than lambda_b "
+     r"\(below it\), got lambda_a 0.015625 <= lambda_b 2.0$"),
+    ({"lambda_a": 0.5, "lambda_b": 0.5}, r"^lambda_a .* must be larger than lambda_b"),
+    ({"target_rate": 0.0}, r"^target_rate must be positive \(bits per pixel\), got 0.0$"),
+    ({"target_rate": -0.1}, r"^target_rate must be positive"),
+    ({"stage": "mselpips", "beta": 0.15},
+     r"^beta 0.15 would be ignored: stage 'mselpips' has no GAN; set beta=0 or "
+     r"stage='hific'$"),
+])
+def test_a_recipe_that_would_train_against_its_intent_is_refused_naming_the_field(
+        fields, message):
+    with pytest.raises(ValueError, match=message):
+        TrainingRecipe(**fields)
+    with pytest.raises(ValueError, match=message):
+        training_preset("hific-lo").replace(**fields)
+
+
+def test_the_rate_weight_above_the_target_is_the_larger():
+    # rate_weight (hific_tf/losses.py) applies lambda_a when the bpp is above the target.
+    for config in TRAINING_PRESETS.values():
+        assert config.recipe.lambda_a > config.recipe.lambda_b
+        assert config.recipe.uses_gan or config.recipe.beta == 0
+    assert TrainingRecipe(stage="mselpips", beta=0.0).beta == 0.0
+
+
 def test_replace_routes_each_field_and_refuses_unknown_ones():
     config = training_preset("tiny-hific").replace(beta=0.5, num_steps=7)
     assert (config.recipe.beta, config.run.num_steps) == (0.5, 7)
@@ -95,3 +122,9 @@ def test_train_reads_recipe_and_run_files_and_names_a_bad_key(tmp_path):
     result = run_cli("train", "--preset=tiny-mselpips", f"--run_dir={tmp_path / 'run'}",
                      f"--data={PHOTOS}", '--learning_rate_schedule={"values": [1]')
     assert result.returncode == 1 and "a schedule flag is not JSON" in result.stderr
+    result = run_cli("train", "--preset=tiny-mselpips", f"--run_dir={tmp_path / 'run'}",
+                     f"--data={PHOTOS}", "--beta=0.1")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert errors == ["hific-tf: error: bad training configuration: beta 0.1 would be "
+                      "ignored: stage 'mselpips' has no GAN; set beta=0 or stage='hific'"]

@@ -8,7 +8,7 @@
 set -euo pipefail
 RUNS=${1:-$HOME/runs/bundled}
 HIFIC=${HIFIC:-.venv/bin/hific-tf}
-CARRIED=$(dirname "$0")/carried
+CARRIED=${CARRIED:-$(dirname "$0")/carried}
 mkdir -p "$CARRIED"
 for run in stage1 gan control; do
     dir=$RUNS/$run

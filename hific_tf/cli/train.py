@@ -57,8 +57,9 @@ _LPIPS_STAND_IN = flags.DEFINE_string(
     "lpips_stand_in", None, "An .npz of LPIPS-shaped weights to use for the k_P term instead "
     "of the real LPIPS (ablations only: experiments/random_feature_lpips.py writes one).")
 _OFFLINE = flags.DEFINE_bool("offline", None, "Never download (default: $HIFIC_TF_OFFLINE).")
-_CACHE = flags.DEFINE_bool("cache_decoded", False, "Keep decoded training images in memory "
-                           "(small data sets on CPU).")
+_CACHE = flags.DEFINE_bool("cache_decoded", False, "Keep the decoded training images (shrunk, "
+                           "with --data_short_side) in memory: small sets of image files on "
+                           "CPU; refused past 2 GiB of decoded images or for TFRecords.")
 
 _RECIPE_FILE = flags.DEFINE_string("recipe_file", None, "JSON file of a whole training "
                                    "recipe (TrainingRecipe) to use instead of the preset's.")
