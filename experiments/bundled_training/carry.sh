@@ -13,7 +13,7 @@ mkdir -p "$CARRIED"
 for run in stage1 gan control; do
     dir=$RUNS/$run
     latest=$(ls "$dir"/ckpt-*.index 2>/dev/null | sed 's/.*ckpt-\([0-9]*\).index/\1/' \
-        | sort -n | tail -1)
+        | sort -n | tail -1 || true)
     if [ -z "$latest" ]; then continue; fi
     "$HIFIC" bundle --model="$dir" --name="$run" --output="$CARRIED" --overwrite
     echo $((latest + $(cat "$dir/step_offset" 2>/dev/null || echo 0))) > "$CARRIED/$run.step"
