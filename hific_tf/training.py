@@ -156,6 +156,7 @@ class Trainer:
             if saved_config.is_file():  # First: another architecture's weights do not restore.
                 self._check_resumable(saved_config, int(tf.train.load_variable(
                     latest, "step/.ATTRIBUTES/VARIABLE_VALUE")))
+            self._check_discriminator_state(latest)
             self.checkpoint.restore(latest).assert_existing_objects_matched()
         elif init_from is not None:
             self._initialize_from_stage_one(Path(init_from).expanduser())
@@ -183,6 +184,21 @@ class Trainer:
         if previous.run.precision != self.run.precision:
             raise UserError(f"{self.run_dir} was trained with --precision="
                             f"{previous.run.precision}; resume it with the same precision")
+
+    def _check_discriminator_state(self, checkpoint: str) -> None:
+        """Refuses, in one line, a checkpoint whose D kept the right singular vector [1, out]
+        of its spectral norms, as hific-tf did before it kept compare_gan's left one
+        [k*k*in, 1] (docs/training.md, "The authors' step"): that D cannot resume."""
+        if self.discriminator is None:
+            return
+        old = [name for name, shape in tf.train.list_variables(checkpoint)
+               if name.startswith("discriminator/") and "/u/" in name and shape[0] == 1]
+        if old:
+            raise UserError(
+                f"{self.run_dir} was trained before D's spectral norm kept the authors' vector, "
+                f"so its D cannot resume; start the stage again in a new --run_dir with "
+                f"--init_from={self.run_dir} (E, G and the hyperprior carry over, D starts "
+                "afresh)")
 
     def _initialize_from_stage_one(self, directory: Path) -> None:
         """E, G and the hyperprior from a stage-1 run; D, optimizers and step stay fresh."""

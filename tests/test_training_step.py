@@ -14,6 +14,7 @@ import tensorflow as tf
 import tensorflow_compression as tfc
 
 from hific_tf.configs import Schedule, model_preset, training_preset
+from hific_tf.errors import UserError
 from hific_tf.hyperprior import LIKELIHOOD_FLOOR, Hyperprior
 from hific_tf.layers import SpectralNormConv2D
 from hific_tf.model import HiFiC
@@ -226,6 +227,17 @@ def test_d_update_estimates_no_rate(tmp_path, monkeypatch):
     half = tf.split(batch_for(trainer), 2)[0]
     trainer._discriminator_update(half)
     assert calls == []
+
+
+def test_a_run_whose_d_kept_the_old_spectral_norm_vector_is_refused_in_one_line(tmp_path):
+    """Before the authors' step, D kept the right singular vector [1, out]: such a run's D
+    cannot resume, and the message says how to start the stage again."""
+    old = tf.train.Checkpoint(discriminator=tf.train.Checkpoint(
+        logits=tf.train.Checkpoint(u=tf.Variable(tf.zeros([1, 1])))))
+    tf.train.CheckpointManager(old, str(tmp_path / "run"), max_to_keep=1).save()
+    with pytest.raises(UserError, match=r"--init_from=.*run \(E, G and the hyperprior carry "
+                                        r"over, D starts afresh\)$"):
+        tiny_trainer(tmp_path).restore_or_initialize()
 
 
 def test_calling_the_model_is_inference_unless_training_is_asked():
