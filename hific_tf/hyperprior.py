@@ -157,16 +157,21 @@ class Hyperprior(tf.keras.layers.Layer):
         cumulative: doubling a bracket around 0, then halving it.
         """
         base = self.z_prior.base
-        channels = base.batch_shape[0]
-        half_width = tf.ones([channels])
-        for _ in range(_MEDIAN_BRACKET_DOUBLINGS):
-            outside = ((base.cdf(-half_width) > 0.5) | (base.cdf(half_width) < 0.5))
-            half_width = tf.where(outside, 2.0 * half_width, half_width)
-        low, high = -half_width, half_width
-        for _ in range(_MEDIAN_BISECTIONS):
+
+        def widen(half_width: tf.Tensor) -> tf.Tensor:
+            outside = (base.cdf(-half_width) > 0.5) | (base.cdf(half_width) < 0.5)
+            return (tf.where(outside, 2.0 * half_width, half_width),)
+
+        def halve(low: tf.Tensor, high: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
             middle = 0.5 * (low + high)
             below = base.cdf(middle) < 0.5
-            low, high = tf.where(below, middle, low), tf.where(below, high, middle)
+            return tf.where(below, middle, low), tf.where(below, high, middle)
+
+        # Loops rather than unrolled steps: one small op in a traced step, not hundreds.
+        (half_width,) = tf.while_loop(lambda _: True, widen, (tf.ones(base.batch_shape),),
+                                      maximum_iterations=_MEDIAN_BRACKET_DOUBLINGS)
+        low, high = tf.while_loop(lambda *_: True, halve, (-half_width, half_width),
+                                  maximum_iterations=_MEDIAN_BISECTIONS)
         return tf.stop_gradient(0.5 * (low + high))
 
     def latent_for_discriminator(self, y: tf.Tensor) -> tf.Tensor:
@@ -195,7 +200,8 @@ class Hyperprior(tf.keras.layers.Layer):
             # The rate control compares the quantised estimate with the target: z rounded
             # around its medians, y around its means.
             medians = self.z_medians()
-            z_rounded = tf.floor(tf.stop_gradient(z) + 0.5 - medians) + medians
+            z_stopped = tf.cast(tf.stop_gradient(z), medians.dtype)  # float32 under mixed
+            z_rounded = tf.floor(z_stopped + 0.5 - medians) + medians  # precision, too
             z_bits_rounded = self.z_model.quantized_bits(z_rounded)
             _, y_bits_rounded = self.y_model(tf.stop_gradient(y), tf.stop_gradient(index),
                                              loc=tf.stop_gradient(mean), training=False)
