@@ -30,7 +30,7 @@ class ModelConfig:
     scale_min: float = 0.11
     scale_max: float = 256.0
     norm_epsilon: float = 1e-3
-    # How h_s is evaluated when coding (hific_tf/entropy_coding.py): "integer", exact integer
+    # How h_s is evaluated when coding (hific_tf/coding/entropy_coding.py): "integer", exact integer
     # arithmetic, so that files decode on any machine; "float", as trained and as the
     # authors' code does (for models imported from their graphs).
     hyper_synthesis: str = "integer"

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hific_tf.checkpoints import save_model
+from hific_tf.coding.model import HiFiC
+from hific_tf.coding.tiling import to_uint8
 from hific_tf.configs import model_preset
-from hific_tf.model import HiFiC
-from hific_tf.tiling import to_uint8
+from hific_tf.storage.checkpoints import save_model
 
 REPO = Path(__file__).resolve().parent.parent
 PHOTOS = REPO / "photos"

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from hific_tf import zoo
-from hific_tf.images import read_image
-from hific_tf.metrics import psnr
+from hific_tf.evaluation.metrics import psnr
+from hific_tf.storage import zoo
+from hific_tf.storage.images import read_image
 
 from conftest import shared_data
 

@@ -9,10 +9,10 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from hific_tf import bitstream
 from hific_tf.codec import codec_from_model
-from hific_tf.images import ImageConversionWarning, read_image
-from hific_tf.model import HiFiC, reflect_pad
+from hific_tf.coding import bitstream
+from hific_tf.coding.model import HiFiC, reflect_pad
+from hific_tf.storage.images import ImageConversionWarning, read_image
 
 from conftest import compiled_untiled_decode, compiled_y_hat, make_tiny_model
 

@@ -9,7 +9,7 @@ import scipy.signal
 import tensorflow as tf
 import tensorflow_gan as tfgan
 
-from hific_tf import metrics
+from hific_tf.evaluation import metrics
 
 
 def test_psnr_matches_the_formula(rng):
@@ -68,7 +68,7 @@ def _ms_ssim_reference(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def test_ms_ssim_matches_the_formula(photos):
-    from hific_tf.images import read_image
+    from hific_tf.storage.images import read_image
 
     photo = read_image(photos[0])[:200, :301]
     rng = np.random.default_rng(3)

@@ -13,8 +13,14 @@ import scipy.misc
 import tensorflow as tf
 from PIL import Image
 
-from hific_tf.perceptual import niqe as niqe_module
-from hific_tf.perceptual.niqe import MIN_SIZE, load_niqe_params, niqe, niqe_batch, niqe_tf
+from hific_tf.evaluation.perceptual import niqe as niqe_module
+from hific_tf.evaluation.perceptual.niqe import (
+    MIN_SIZE,
+    load_niqe_params,
+    niqe,
+    niqe_batch,
+    niqe_tf,
+)
 
 from conftest import shared_data
 

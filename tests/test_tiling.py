@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hific_tf import bitstream, tiling, zoo
 from hific_tf.cli.common import parse_memory_size
+from hific_tf.coding import bitstream, tiling
+from hific_tf.coding.model import HiFiC
 from hific_tf.configs import model_preset
 from hific_tf.errors import UserError
-from hific_tf.images import read_image
-from hific_tf.model import HiFiC
-from hific_tf.networks import Encoder, Generator
+from hific_tf.nn.networks import Encoder, Generator
+from hific_tf.storage import zoo
+from hific_tf.storage.images import read_image
 
 from conftest import make_tiny_model, run_cli
 
@@ -349,7 +350,7 @@ def test_bundled_model_codes_a_2560x1600_photo_alike_within_a_small_budget(bundl
 @pytest.mark.slow
 def test_saved_model_takes_a_budget_after_loading(tmp_path, tiny_model, rng):
     from hific_tf.codec import load_codec
-    from hific_tf.export import export_saved_model
+    from hific_tf.storage.export import export_saved_model
 
     export_saved_model(tiny_model, tmp_path / "saved_model")
     codec = load_codec(tmp_path / "saved_model", memory_budget=2**30)

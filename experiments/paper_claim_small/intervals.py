@@ -4,7 +4,7 @@ bootstrap intervals over photos and seeds.
 Codes the 20 validation photos (photos/val768 and photos/more/val768 of the shared data)
 with every stage-2 run that train.sh wrote (gan-seedN and its control control-seedN) and
 measures, per photo, bpp, PSNR, MS-SSIM, LPIPS and NIQE, and the Inception features of its
-FID/256 patches (hific_tf.evaluation's measures). Then, for each metric, the difference
+FID/256 patches (hific_tf.evaluation.report's measures). Then, for each metric, the difference
 GAN minus control:
 
 - per seed: the photos resampled with replacement (a paired bootstrap: one resample of
@@ -40,7 +40,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from machine import machine
 
-from hific_tf.metrics import fid_few_points, kid_one_block
+from hific_tf.evaluation.metrics import fid_few_points, kid_one_block
 
 RESULTS = Path(__file__).parent / "results"
 PER_PHOTO = ("bpp", "psnr", "ms_ssim", "lpips", "niqe")
@@ -51,7 +51,7 @@ RUN_NAME = re.compile(r"^(gan|control)-seed(\d+)$")
 
 
 def validation_photos(shared_photos: Path) -> list[Path]:
-    from hific_tf.images import list_images
+    from hific_tf.storage.images import list_images
 
     return [*list_images(shared_photos / "val768"), *list_images(shared_photos / "more/val768")]
 
@@ -70,10 +70,10 @@ def measure_run(run_dir: Path | None, photos: list[Path], measures, cache: Path)
     if cache.is_file():
         stored = np.load(cache)
         return {key: stored[key] for key in stored.files}
-    from hific_tf import metrics
     from hific_tf.codec import load_codec
-    from hific_tf.evaluation import model_entry
-    from hific_tf.images import read_image
+    from hific_tf.evaluation import metrics
+    from hific_tf.evaluation.report import model_entry
+    from hific_tf.storage.images import read_image
 
     entry = model_entry(run_dir.name, load_codec(run_dir)) if run_dir else None
     columns = {name: [] for name in PER_PHOTO}

@@ -15,9 +15,9 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing SavedMod
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from hific_tf import checkpoints
-    from hific_tf.export import export_saved_model
-    from hific_tf.files import check_writable
+    from hific_tf.storage import checkpoints
+    from hific_tf.storage.export import export_saved_model
+    from hific_tf.storage.files import check_writable
 
     check_writable(_OUTPUT.value, _OVERWRITE.value)
     model = checkpoints.load_for_coding(_MODEL.value)

@@ -28,27 +28,26 @@ _OUTPUT = flags.DEFINE_string("output", None, "CSV file for the per-image scores
 
 def load_measures(wanted: tuple[str, ...]):
     """Only the networks the asked metrics need; a missing package is an error here."""
-    from hific_tf.evaluation import Measures, lpips_distance
+    from hific_tf.evaluation.report import Measures, lpips_distance
 
     measures = Measures()
     if "lpips" in wanted:
-        from hific_tf.perceptual.lpips import load_lpips
+        from hific_tf.evaluation.perceptual.lpips import load_lpips
 
         measures.lpips = lpips_distance(load_lpips())
     if "niqe" in wanted:
-        from hific_tf.perceptual.niqe import niqe
+        from hific_tf.evaluation.perceptual.niqe import niqe
 
         measures.niqe = niqe
     if {"fid", "kid"} & set(wanted):
-        from hific_tf.perceptual.inception import InceptionFeatures
+        from hific_tf.evaluation.perceptual.inception import InceptionFeatures
 
         measures.inception = InceptionFeatures()
     return measures
 
 
 def main(argv: list[str]) -> int:
-    from hific_tf import scoring
-
+    from hific_tf.evaluation import scoring
     if not _REFERENCE.value:
         raise UserError("--reference is required: the folder of originals (or one image)")
     wanted = scoring.parse_metrics(_METRICS.value)

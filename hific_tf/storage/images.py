@@ -14,9 +14,9 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from PIL.Image import DecompressionBombError
 
-from hific_tf.bitstream import MAX_SIDE
+from hific_tf.coding.bitstream import MAX_SIDE
 from hific_tf.errors import UserError
-from hific_tf.files import write_atomic
+from hific_tf.storage.files import write_atomic
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm",
                   ".pgm", ".pnm")

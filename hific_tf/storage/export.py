@@ -12,8 +12,8 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from hific_tf.files import check_writable
-from hific_tf.model import HiFiC
+from hific_tf.coding.model import HiFiC
+from hific_tf.storage.files import check_writable
 
 
 def export_saved_model(model: HiFiC, directory: str | Path, overwrite: bool = False) -> None:

@@ -19,7 +19,7 @@ import urllib.request
 from pathlib import Path
 
 from hific_tf.errors import UserError
-from hific_tf.files import atomic_writer
+from hific_tf.storage.files import atomic_writer
 
 CACHE_ENV = "HIFIC_TF_CACHE"
 OFFLINE_ENV = "HIFIC_TF_OFFLINE"

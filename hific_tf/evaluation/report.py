@@ -3,7 +3,7 @@
 Codecs are this project's models (a Codec from a checkpoint or SavedModel) and the classic
 codecs at target rates. Per image: bpp from the real bitstream, PSNR, MS-SSIM, LPIPS, NIQE;
 per codec and rate: their means plus FID and KID over the pooled FID/256 patches (LPIPS and
-the FID Inception are the real networks of hific_tf.perceptual; docs/metrics.md).
+the FID Inception are the real networks of hific_tf.evaluation.perceptual; docs/metrics.md).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hific_tf import metrics
+from hific_tf.evaluation import metrics
 
 # CompressAI's results layout names; "psnr-rgb" etc. are what its plotting tools read.
 JSON_KEYS = {"bpp": "bpp", "psnr": "psnr-rgb", "ms_ssim": "ms-ssim-rgb", "lpips": "lpips",
@@ -57,7 +57,7 @@ def model_entry(name: str, codec: object) -> Entry:
 
 def classic_entry(name: str, classic: object, target_bpp: float) -> Entry:
     """An entry for a classic codec aimed at `target_bpp` by bisection."""
-    from hific_tf.classic_codecs import encode_at_bpp
+    from hific_tf.evaluation.classic_codecs import encode_at_bpp
 
     def code(image: np.ndarray) -> CodedImage:
         result = encode_at_bpp(classic, image, target_bpp)

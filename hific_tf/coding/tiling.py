@@ -29,7 +29,7 @@ import math
 
 import tensorflow as tf
 
-from hific_tf.layers import ResidualBlock
+from hific_tf.nn.layers import ResidualBlock
 
 DEFAULT_MEMORY_BUDGET = 2 * 2**30
 # What the process holds besides the weights and the image: Python, TensorFlow,

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from hific_tf.coding.entropy_coding import CodingTables
+from hific_tf.coding.model import HiFiC
 from hific_tf.configs import ModelConfig
-from hific_tf.entropy_coding import CodingTables
 from hific_tf.errors import UserError
-from hific_tf.files import write_atomic
-from hific_tf.model import HiFiC
+from hific_tf.storage.files import write_atomic
 
 CONFIG_FILE = "model_config.json"
 # The coding tables of the directory's latest checkpoint, fixed when it is first used to code.

@@ -34,7 +34,7 @@ import tensorflow as tf
 import tensorflow_compression as tfc
 from tensorflow_compression.python.ops import gen_ops
 
-from hific_tf.layers import ZeroPaddedConv2D, ZeroPaddedConv2DTranspose, explicit_padding
+from hific_tf.nn.layers import ZeroPaddedConv2D, ZeroPaddedConv2DTranspose, explicit_padding
 
 # The authors' range-coder precision (tensorflow-compression 1.3, precision 16).
 RANGE_CODER_PRECISION = 16

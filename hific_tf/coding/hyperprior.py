@@ -3,7 +3,7 @@
 z = h_a(y) is coded with a factorized prior; y is coded with a mean-scale Gaussian
 conditional whose means and scales come from two separate h_s nets applied to z_hat.
 h_a and h_s pad as the authors' tensorflow-compression 1.x layers do (explicit zero padding
-(k//2, (k-1)//2), see hific_tf.layers.zero_padding), so z is ceil(y / 4) on each side and
+(k//2, (k-1)//2), see hific_tf.nn.layers.zero_padding), so z is ceil(y / 4) on each side and
 h_s's outputs, 4 * ceil(y / 4), are cropped to y's size.
 """
 
@@ -15,9 +15,8 @@ from typing import NamedTuple
 import tensorflow as tf
 import tensorflow_compression as tfc
 
-from hific_tf import bitstream, tiling
-from hific_tf.configs import ModelConfig
-from hific_tf.entropy_coding import (
+from hific_tf.coding import bitstream, tiling
+from hific_tf.coding.entropy_coding import (
     Coder,
     CodingTables,
     IntegerSynthesis,
@@ -25,7 +24,8 @@ from hific_tf.entropy_coding import (
     build_tables,
     table_index,
 )
-from hific_tf.layers import Chain, ZeroPaddedConv2D, ZeroPaddedConv2DTranspose
+from hific_tf.configs import ModelConfig
+from hific_tf.nn.layers import Chain, ZeroPaddedConv2D, ZeroPaddedConv2DTranspose
 
 # z is y downsampled twice by stride-2 convolutions with explicit padding: ceil(y / 4).
 Z_STRIDE = 4

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from hific_tf.configs import ModelConfig
-from hific_tf.layers import (
+from hific_tf.nn.layers import (
     Chain,
     ResidualBlock,
     SpectralNormConv2D,

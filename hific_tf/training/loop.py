@@ -18,15 +18,16 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from hific_tf import losses, zoo
-from hific_tf.checkpoints import read_config, write_config
+from hific_tf.coding.model import HiFiC
 from hific_tf.configs import STRATEGIES, TrainingConfig
 from hific_tf.errors import UserError
-from hific_tf.metrics import psnr
-from hific_tf.model import HiFiC
-from hific_tf.networks import Discriminator
-from hific_tf.optimizers import ScheduledAdam
+from hific_tf.evaluation.metrics import psnr
+from hific_tf.nn.networks import Discriminator
 from hific_tf.progress import format_duration
+from hific_tf.storage import zoo
+from hific_tf.storage.checkpoints import read_config, write_config
+from hific_tf.training import losses
+from hific_tf.training.optimizers import ScheduledAdam
 
 TRAIN_CONFIG_FILE = "train_config.json"
 VALIDATION_FILE = "validation.jsonl"
@@ -349,7 +350,7 @@ class Trainer:
         perceptual loss, LPIPS on whole photos, to notice a run that gets worse on images it
         has not seen: blurrier or noisier (PSNR, LPIPS) or less natural-looking (NIQE, what
         the GAN is meant to lower)."""
-        from hific_tf.perceptual.niqe import niqe
+        from hific_tf.evaluation.perceptual.niqe import niqe
 
         scores: dict[str, list[float]] = {"bpp": [], "psnr": [], "niqe": []}
         if self.perceptual_loss is not None:

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from hific_tf import metrics
 from hific_tf.errors import UserError
-from hific_tf.evaluation import Measures, set_metrics
-from hific_tf.images import IMAGE_SUFFIXES, list_images, read_image
+from hific_tf.evaluation import metrics
+from hific_tf.evaluation.report import Measures, set_metrics
+from hific_tf.storage.images import IMAGE_SUFFIXES, list_images, read_image
 
 PER_IMAGE = ("psnr", "ms_ssim", "lpips", "niqe")
 PER_SET = ("fid", "kid")

@@ -16,7 +16,7 @@ from absl import logging
 from PIL import Image
 
 from hific_tf.errors import UserError
-from hific_tf.images import IMAGE_SUFFIXES
+from hific_tf.storage.images import IMAGE_SUFFIXES
 
 TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords")
 # TFRecord files hold tf.train.Examples whose "image" feature is an encoded JPEG or PNG.

@@ -13,12 +13,12 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from hific_tf import bitstream, tiling
+from hific_tf.coding import bitstream, tiling
+from hific_tf.coding.entropy_coding import CodingTables, ZTables
+from hific_tf.coding.hyperprior import Coded, Hyperprior
+from hific_tf.coding.tiling import Tiler, reflect_indices, to_uint8
 from hific_tf.configs import ModelConfig
-from hific_tf.entropy_coding import CodingTables, ZTables
-from hific_tf.hyperprior import Coded, Hyperprior
-from hific_tf.networks import Encoder, Generator
-from hific_tf.tiling import Tiler, reflect_indices, to_uint8
+from hific_tf.nn.networks import Encoder, Generator
 
 
 class ForwardOutputs(NamedTuple):

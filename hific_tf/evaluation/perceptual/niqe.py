@@ -44,7 +44,7 @@ _BICUBIC_SUPPORT = 2.0
 @functools.cache
 def load_niqe_params() -> tuple[np.ndarray, np.ndarray]:
     """The pristine model: feature means [36] and covariance [36, 36] (cached, read-only)."""
-    resource = files("hific_tf.perceptual") / "data" / "niqe_image_params.mat"
+    resource = files("hific_tf.evaluation.perceptual") / "data" / "niqe_image_params.mat"
     with resource.open("rb") as file:
         params = scipy.io.loadmat(file)
     mean = np.ravel(params["pop_mu"]).astype(np.float64)
