@@ -1,8 +1,7 @@
-"""Training: the two-stage rate–distortion–perception recipe under a tf.distribute strategy.
-
-One tf.function step updates D on one part of the batch, then E, G and the hyperprior on the
-other (HIFIC_SPEC.md). Checkpoints, TensorBoard summaries, progress lines, resume, stage-2
-initialisation from stage 1 and a clean stop on SIGTERM/SIGINT or a non-finite loss.
+"""The training loop around the step (step.py): the two-stage rate–distortion–perception
+recipe over a run directory. Checkpoints, TensorBoard summaries, progress lines, resume,
+stage-2 initialisation from stage 1, validation, snapshots and a clean stop on SIGTERM/SIGINT
+or a non-finite loss.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ import math
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,22 +21,16 @@ from hific_tf.coding.model import HiFiC
 from hific_tf.configs import STRATEGIES, TrainingConfig
 from hific_tf.errors import UserError
 from hific_tf.evaluation.metrics import psnr
-from hific_tf.nn.networks import Discriminator
 from hific_tf.progress import format_duration
 from hific_tf.storage import zoo
 from hific_tf.storage.checkpoints import read_config, write_config
-from hific_tf.training import losses
-from hific_tf.training.optimizers import ScheduledAdam
+from hific_tf.training.step import PerceptualLoss, TrainingStep
 
 TRAIN_CONFIG_FILE = "train_config.json"
 VALIDATION_FILE = "validation.jsonl"
 # Metrics that may be infinite in a sound step (PSNR of a perfect reconstruction).
 UNBOUNDED_METRICS = frozenset({"psnr"})
 SNAPSHOT_FOLDER = "snapshots"  # step-N.npz: the weights at step N, kept to score later
-
-# (images, reconstructions), both [batch, H, W, 3] in [0, 1] → per-image loss [batch].
-PerceptualLoss = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
-
 
 class NonFiniteLossError(UserError):
     """Training produced a NaN or infinite loss."""
@@ -69,8 +62,9 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
             (not has_chief and resolver.task_type == "worker" and resolver.task_id == 0))
 
 
-class Trainer:
-    """Owns the model, D, optimizers, step counter and checkpoints of one run directory.
+class Trainer(TrainingStep):
+    """A run directory's training around the step: resume, checkpoints, the loop with its
+    signals, validation, snapshots, summaries and progress lines.
 
     `strategy` defaults to the current one; `hific-tf train` makes the one that the run
     configuration names.
@@ -79,40 +73,9 @@ class Trainer:
     def __init__(self, config: TrainingConfig, run_dir: str | Path,
                  strategy: tf.distribute.Strategy | None = None,
                  perceptual_loss: PerceptualLoss | None = None) -> None:
-        recipe = config.recipe
-        if recipe.k_p > 0 and perceptual_loss is None:
-            raise UserError("k_p > 0 needs an LPIPS loss; pass one or set --k_p=0")
-        self.config = config
-        self.recipe, self.run = config.recipe, config.run
+        super().__init__(config, strategy, perceptual_loss)
         self.run_dir = Path(run_dir).expanduser()
-        self.strategy = strategy or tf.distribute.get_strategy()
-        self.perceptual_loss = perceptual_loss
-        # Process-wide in Keras: the model and D are built under it.
-        tf.keras.mixed_precision.set_global_policy(config.run.precision)
-        tf.keras.utils.set_random_seed(recipe.seed)
-        with self.strategy.scope():
-            self.model = HiFiC(recipe.model_config).build_weights()
-            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-            # h_a's kernels train in the authors' RDFT parameterisation (optimizers.py).
-            self.generator_optimizer = self._optimizer(
-                [layer.kernel for layer in self.model.hyperprior.analysis.layers])
-            self.generator_optimizer.build(self.model.trainable_variables)
-            self.discriminator = None
-            self.discriminator_optimizer = None
-            trackables = {"model": self.model, "step": self.step,
-                          "generator_optimizer": self.generator_optimizer}
-            if recipe.uses_gan:
-                self.discriminator = Discriminator(recipe.model_config)
-                side = recipe.model_config.pad_multiple
-                latent_side = side // recipe.model_config.latent_stride
-                self.discriminator((tf.zeros([1, side, side, 3]),
-                                    tf.zeros([1, latent_side, latent_side,
-                                              recipe.model_config.latent_channels])))
-                self.discriminator_optimizer = self._optimizer()
-                self.discriminator_optimizer.build(self.discriminator.trainable_variables)
-                trackables.update(discriminator=self.discriminator,
-                                  discriminator_optimizer=self.discriminator_optimizer)
-        self.checkpoint = tf.train.Checkpoint(**trackables)
+        self.checkpoint = tf.train.Checkpoint(**self.trackables)
         self.chief = is_chief(self.strategy)
         # Non-chief workers of a multi-worker run save into scratch folders of their own.
         checkpoint_dir = self.run_dir if self.chief else self.run_dir / ".workers" / str(
@@ -120,25 +83,6 @@ class Trainer:
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, str(checkpoint_dir), max_to_keep=config.run.keep_checkpoints)
         self.stop_signal: int | None = None  # the signal that stopped the last fit
-        self._compiled_replica_step = (tf.function(self._replica_step, jit_compile=True)
-                                       if config.run.jit_compile else self._replica_step)
-
-    def _optimizer(self, rdft_kernels: Sequence[tf.Variable] = ()
-                   ) -> tf.keras.optimizers.Optimizer:
-        """Adam at the recipe's learning rate scheduled by the training step (both the E/G/P
-        and D updates read the same step, one D update per G update in the recipe)."""
-        recipe = self.recipe
-
-        def scheduled_learning_rate() -> tf.Tensor:
-            return losses.learning_rate(self.step, recipe.learning_rate,
-                                        recipe.learning_rate_schedule)
-
-        optimizer = ScheduledAdam(
-            scheduled_learning_rate, rdft_kernels, beta_1=recipe.adam_beta_1,
-            beta_2=recipe.adam_beta_2, epsilon=recipe.adam_epsilon)
-        if self.run.precision == "mixed_float16":
-            optimizer = tf.keras.mixed_precision.LossScaleOptimizer(optimizer)
-        return optimizer
 
     # ----------------------------------------------------------------- set-up and resume
 
@@ -219,106 +163,6 @@ class Trainer:
         for variable, value in zip(self.model.moving_statistics(), source.moving_statistics(),
                                    strict=True):
             variable.assign(value)
-
-    # ----------------------------------------------------------------------- the step
-
-    def _generator_update(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
-        recipe = self.recipe
-        replica = tf.distribute.get_replica_context()
-        global_batch = recipe.batch_size
-        with tf.GradientTape() as tape:
-            outputs = self.model(images, training=True)
-            reconstruction = tf.cast(outputs.reconstruction, tf.float32)
-            batch_bpp = replica.all_reduce(
-                "sum", tf.reduce_sum(outputs.quantized_bpp)) / global_batch
-            rate_weight = losses.rate_weight(
-                self.step, batch_bpp, recipe.target_rate, recipe.lambda_a, recipe.lambda_b,
-                recipe.target_rate_schedule, recipe.rate_weight_schedule)
-            mse = losses.mse_255(images, reconstruction)
-            per_image = rate_weight * outputs.bpp + recipe.k_m * mse
-            metrics = {"bpp_noisy": outputs.bpp, "bpp_quantized": outputs.quantized_bpp,
-                       "mse": mse, "psnr": 10.0 * tf.math.log(255.0**2 / mse) / math.log(10.0)}
-            if recipe.k_p > 0:
-                perceptual = self.perceptual_loss(images, reconstruction)
-                per_image += recipe.k_p * perceptual
-                metrics["lpips"] = perceptual
-            if recipe.uses_gan:
-                fake_logits = self.discriminator(
-                    (reconstruction, outputs.y_hat), training=True,
-                    max_shift=recipe.discriminator_shift)
-                gan = losses.generator_gan_loss(tf.cast(fake_logits, tf.float32))
-                per_image += recipe.beta * gan
-                metrics["generator_gan"] = gan
-            loss = tf.nn.compute_average_loss(per_image, global_batch_size=global_batch)
-            scaled = self._scale(self.generator_optimizer, loss)
-        variables = self.model.trainable_variables
-        gradients = self._unscale(self.generator_optimizer,
-                                  tape.gradient(scaled, variables))
-        self.generator_optimizer.apply_gradients(zip(gradients, variables, strict=True))
-        metrics = {name: tf.reduce_mean(value) for name, value in metrics.items()}
-        metrics.update(loss_egp=loss * replica.num_replicas_in_sync, rate_weight=rate_weight,
-                       learning_rate=self.generator_optimizer.learning_rate)
-        return metrics
-
-    def _discriminator_update(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
-        """One D update: D called once on the real and the fake images together, as the
-        authors call it, so that both halves share one power iteration of the spectral
-        norm; the fakes come from a pass without rate estimation."""
-        reconstruction, latent = self.model.reconstruct_for_discriminator(images)
-        reconstruction = tf.stop_gradient(tf.cast(reconstruction, tf.float32))
-        latent = tf.stop_gradient(latent)
-        with tf.GradientTape() as tape:
-            logits = self.discriminator(
-                (tf.concat([images, reconstruction], 0), tf.concat([latent, latent], 0)),
-                training=True, max_shift=self.recipe.discriminator_shift)
-            real, fake = tf.split(tf.cast(logits, tf.float32), 2)
-            loss = tf.nn.compute_average_loss(losses.discriminator_loss(real, fake),
-                                              global_batch_size=self.recipe.batch_size)
-            scaled = self._scale(self.discriminator_optimizer, loss)
-        variables = self.discriminator.trainable_variables
-        gradients = self._unscale(self.discriminator_optimizer,
-                                  tape.gradient(scaled, variables))
-        self.discriminator_optimizer.apply_gradients(zip(gradients, variables, strict=True))
-        replicas = tf.distribute.get_replica_context().num_replicas_in_sync
-        return {"loss_d": loss * replicas,
-                "d_real": tf.reduce_mean(tf.sigmoid(real)),
-                "d_fake": tf.reduce_mean(tf.sigmoid(fake))}
-
-    @staticmethod
-    def _scale(optimizer: tf.keras.optimizers.Optimizer, loss: tf.Tensor) -> tf.Tensor:
-        if isinstance(optimizer, tf.keras.mixed_precision.LossScaleOptimizer):
-            return optimizer.get_scaled_loss(loss)
-        return loss
-
-    @staticmethod
-    def _unscale(optimizer: tf.keras.optimizers.Optimizer,
-                 gradients: list[tf.Tensor]) -> list[tf.Tensor]:
-        if isinstance(optimizer, tf.keras.mixed_precision.LossScaleOptimizer):
-            return optimizer.get_unscaled_gradients(gradients)
-        return gradients
-
-    def _replica_step(self, batch: tf.Tensor) -> dict[str, tf.Tensor]:
-        metrics = {}
-        if self.recipe.uses_gan:
-            parts = tf.split(batch, self.recipe.discriminator_steps + 1)
-            for part in parts[:-1]:
-                metrics.update(self._discriminator_update(part))
-            batch = parts[-1]
-        metrics.update(self._generator_update(batch))
-        return metrics
-
-    @tf.function
-    def train_step(self, iterator: Iterator) -> dict[str, tf.Tensor]:
-        """One training step on the next batch of `iterator`; returns mean metrics."""
-        per_replica = self.strategy.run(self._compiled_replica_step, args=(next(iterator),))
-        self.step.assign_add(1)
-        return {name: self.strategy.reduce("mean", value, axis=None)
-                for name, value in per_replica.items()}
-
-    def images_per_step(self) -> int:
-        """Global batch the data pipeline must deliver: one part for each update."""
-        parts = self.recipe.discriminator_steps + 1 if self.recipe.uses_gan else 1
-        return parts * self.recipe.batch_size
 
     # ----------------------------------------------------------------------- the loop
 
