@@ -82,7 +82,7 @@ def load_codec(model: str | Path, published_dir: str | Path | None = None,
 
 
 def _open_codec(model: str | Path, published_dir: str | Path | None) -> Codec:
-    from hific_tf.published import runner
+    from hific_tf.published import converted, runner
     from hific_tf.storage import zoo
     if str(model) in runner.MODEL_NAMES:
         return runner.load_published(str(model), directory=published_dir)
@@ -95,8 +95,8 @@ def _open_codec(model: str | Path, published_dir: str | Path | None) -> Codec:
                         "directory")
     if path.is_file() and path.suffix == zoo.SUFFIX:
         return Codec(zoo.load_file(path), name=path.stem)
-    if runner.writes_tfci(path):
-        return runner.load_converted(path)
+    if converted.writes_tfci(path):
+        return converted.load_converted(path)
     if is_saved_model(path):
         import tensorflow_compression  # noqa: F401  Registers the range-coding ops.
 

@@ -18,7 +18,7 @@ from hific_tf.coding.bitstream import FormatError
 from hific_tf.coding.model import HiFiC, reflect_pad
 from hific_tf.configs import model_preset
 from hific_tf.errors import UserError
-from hific_tf.published import runner
+from hific_tf.published import runner, tfci
 from hific_tf.storage.cache import MissingResourceError
 
 from hific_stand_in import build_stand_in, randomise, z_coding
@@ -120,38 +120,38 @@ def test_tfci_layout_is_the_reference_clients(model: runner.PublishedModel,
 def test_write_and_read_tfci() -> None:
     tensors = [np.array([1.5, -2.0], np.float32), tf.constant([3, 4], tf.int32),
                tf.constant([b"ab", b""])]
-    data = runner.write_tfci("hific-mi", tensors)
-    name, arrays = runner.read_tfci(data)
+    data = tfci.write_tfci("hific-mi", tensors)
+    name, arrays = tfci.read_tfci(data)
     assert name == "hific-mi"
     assert [array.dtype for array in arrays] == [np.float32, np.int64, object]
     np.testing.assert_array_equal(arrays[0], [1.5, -2.0])
     np.testing.assert_array_equal(arrays[1], [3, 4])
     assert list(arrays[2]) == [b"ab", b""]
-    _, cast = runner.read_tfci(data, [tf.float64, tf.int32, tf.string])
+    _, cast = tfci.read_tfci(data, [tf.float64, tf.int32, tf.string])
     assert [array.dtype for array in cast] == [np.float64, np.int32, object]
     with pytest.raises(FormatError, match="stored as int64_list, expected bytes_list"):
-        runner.read_tfci(data, [tf.float32, tf.string, tf.string])
+        tfci.read_tfci(data, [tf.float32, tf.string, tf.string])
     with pytest.raises(FormatError, match="holds 3 tensors but the model hific-mi expects 2"):
-        runner.read_tfci(data, [tf.float32, tf.int32])
+        tfci.read_tfci(data, [tf.float32, tf.int32])
     empty = tf.train.Example()
     empty.features.feature["MD"].bytes_list.value.append(b"hific-mi")
     empty.features.feature["\x01"].SetInParent()
-    _, arrays = runner.read_tfci(empty.SerializeToString(), [tf.int32])
+    _, arrays = tfci.read_tfci(empty.SerializeToString(), [tf.int32])
     assert arrays[0].dtype == np.int32 and arrays[0].shape == (0,)
     with pytest.raises(FormatError, match="tensor 1 is stored as an empty feature"):
-        runner.read_tfci(empty.SerializeToString())
+        tfci.read_tfci(empty.SerializeToString())
     with pytest.raises(FormatError, match="outside the range of int8"):
-        runner.read_tfci(runner.write_tfci("hific-mi", [[200]]), [tf.int8])
+        tfci.read_tfci(tfci.write_tfci("hific-mi", [[200]]), [tf.int8])
     with pytest.raises(ValueError, match="vectors only"):
-        runner.write_tfci("hific-mi", [np.zeros((2, 2), np.int32)])
+        tfci.write_tfci("hific-mi", [np.zeros((2, 2), np.int32)])
     with pytest.raises(ValueError, match="dtype bool"):
-        runner.write_tfci("hific-mi", [np.zeros(2, bool)])
+        tfci.write_tfci("hific-mi", [np.zeros(2, bool)])
 
 
 def test_files_of_another_model_or_format_are_refused(model: runner.PublishedModel,
                                                       image: np.ndarray) -> None:
-    _, tensors = runner.read_tfci(model.compress(image))
-    other = runner.write_tfci("hific-hi", tensors)
+    _, tensors = tfci.read_tfci(model.compress(image))
+    other = tfci.write_tfci("hific-hi", tensors)
     with pytest.raises(FormatError, match="from the model hific-hi, not hific-lo"):
         model.decompress(other)
     with pytest.raises(FormatError, match=r"not a serialized tf\.train\.Example"):
@@ -159,15 +159,15 @@ def test_files_of_another_model_or_format_are_refused(model: runner.PublishedMod
     with pytest.raises(FormatError, match="no model name"):
         model.decompress(b"")
     with pytest.raises(FormatError, match="tensor 2 has 3 values"):
-        model.decompress(runner.write_tfci(NAME, [tensors[0], [b"a", b"b", b"c"],
+        model.decompress(tfci.write_tfci(NAME, [tensors[0], [b"a", b"b", b"c"],
                                                      *tensors[2:]]))
 
 
 def test_corrupt_coded_data_is_refused(model: runner.PublishedModel,
                                        image: np.ndarray) -> None:
-    _, tensors = runner.read_tfci(model.compress(image))
+    _, tensors = tfci.read_tfci(model.compress(image))
     with pytest.raises(FormatError, match="the model cannot decode it"):
-        model.decompress(runner.write_tfci(NAME, [*tensors[:4], [-2, 2]]))
+        model.decompress(tfci.write_tfci(NAME, [*tensors[:4], [-2, 2]]))
 
 
 def test_loading_through_the_environment_and_the_cache(
@@ -241,7 +241,7 @@ def test_cli_codes_tfci_files_and_evaluate_takes_published_models(
                      str(source))
     assert result.returncode == 0, result.stderr[-2000:]
     coded = tmp_path / "small.tfci"
-    assert runner.read_tfci(coded.read_bytes())[0] == NAME
+    assert tfci.read_tfci(coded.read_bytes())[0] == NAME
     result = run_cli("decompress", f"--model={NAME}", f"--published_dir={published_dir}",
                      "--overwrite", str(coded))
     assert result.returncode == 0, result.stderr[-2000:]

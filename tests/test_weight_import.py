@@ -13,7 +13,7 @@ import tensorflow as tf
 from hific_tf.coding.model import HiFiC
 from hific_tf.configs import model_preset
 from hific_tf.errors import UserError
-from hific_tf.published import runner, weight_import
+from hific_tf.published import converted, runner, weight_import
 
 from hific_stand_in import Y_SYMBOLS, Z_SYMBOLS, build_stand_in, randomise, z_coding
 
@@ -62,7 +62,7 @@ class StandIn:
             [tensor("input_image:0")], [tensor(f"{Y_SYMBOLS}:0"), tensor(f"{Z_SYMBOLS}:0")])
         model, coding = weight_import.import_published(self.graph)
         self.config = model.config
-        self.coder = runner.TfciCoder(model, coding, NAME)
+        self.coder = converted.TfciCoder(model, coding, NAME)
 
 
 @pytest.fixture(scope="module", params=list(VARIANTS))

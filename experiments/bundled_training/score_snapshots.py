@@ -148,7 +148,7 @@ def main() -> int:
     if not all(folder.is_dir() for folder in folders):
         print(f"skipped: {', '.join(map(str, folders))} not there (the shared photos)")
         return 0
-    from hific_tf.cli.common import load_measures
+    from hific_tf.evaluation.report import load_measures
     from hific_tf.storage.images import list_images, read_image
 
     rows = read_rows()

@@ -36,8 +36,7 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace existing weights and
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
+    common.refuse_arguments(argv)
     import numpy as np
 
     from hific_tf.storage import checkpoints, zoo

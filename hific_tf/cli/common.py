@@ -96,6 +96,16 @@ def run(main: Callable[[list[str]], int | None], argv: list[str]) -> None:
     app.run(guarded, argv=argv)
 
 
+def refuse_arguments(argv: list[str]) -> None:
+    """Refuses positional arguments, for the commands that take flags only.
+
+    Raises:
+        UserError: naming the arguments given.
+    """
+    if len(argv) > 1:
+        raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
+
+
 def pair_paths(inputs: Sequence[str], output: str | None, input_suffixes: Sequence[str],
                output_suffix: str) -> list[tuple[Path, Path]]:
     """Pairs each input file with its output path.
@@ -164,27 +174,6 @@ def code_files(pairs: list[tuple[Path, Path]], convert: Callable[[Path], tuple[b
 
 IMAGE_INPUTS = images.IMAGE_SUFFIXES
 COMPRESSED_INPUTS = (FILE_SUFFIX, ".tfci")
-
-
-def load_measures() -> Measures:
-    """NIQE always; LPIPS and the FID Inception from the packages that ship their weights,
-    or a note saying how to install a package that is missing."""
-    from hific_tf.evaluation.perceptual.inception import InceptionFeatures
-    from hific_tf.evaluation.perceptual.lpips import load_lpips
-    from hific_tf.evaluation.perceptual.niqe import niqe
-    from hific_tf.evaluation.perceptual.packaged import MissingPackageError
-    from hific_tf.evaluation.report import Measures, lpips_distance
-
-    measures = Measures(niqe=niqe)
-    try:
-        measures.lpips = lpips_distance(load_lpips())
-    except MissingPackageError as error:
-        measures.skipped["lpips"] = str(error)
-    try:
-        measures.inception = InceptionFeatures()
-    except MissingPackageError as error:
-        measures.skipped["fid"] = measures.skipped["kid"] = str(error)
-    return measures
 
 
 def report(images: dict[str, np.ndarray], models: list[Entry], classics: list[ClassicCodec],

@@ -23,8 +23,8 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace existing output file
 
 
 def main(argv: list[str]) -> int:
-    from hific_tf.published import runner
-    suffix = runner.TFCI_SUFFIX if runner.writes_tfci(_MODEL.value) else FILE_SUFFIX
+    from hific_tf.published import converted, tfci
+    suffix = tfci.TFCI_SUFFIX if converted.writes_tfci(_MODEL.value) else FILE_SUFFIX
     pairs = common.pair_paths(argv[1:], _OUTPUT.value, common.IMAGE_INPUTS, suffix)
     memory_budget = common.parse_memory_size(MEMORY_BUDGET.value)
     codec = common.open_codec_for_coding(_MODEL.value, PUBLISHED_DIR.value, memory_budget)

@@ -27,12 +27,11 @@ _OFFLINE = flags.DEFINE_bool("offline", None, "Never download; fail if the file 
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
+    common.refuse_arguments(argv)
     from pathlib import Path
 
     from hific_tf.configs import model_preset
-    from hific_tf.published import runner
+    from hific_tf.published import converted, runner
     from hific_tf.published.weight_import import import_published_file
 
     try:
@@ -47,7 +46,7 @@ def main(argv: list[str]) -> int:
     path = runner.metagraph_path(_MODEL.value, PUBLISHED_DIR.value, _CACHE_DIR.value,
                                     _OFFLINE.value)
     model, coding = import_published_file(path, expected, _PRESET.value or "graph's")
-    runner.save_converted(model, coding, _MODEL.value, output)
+    converted.save_converted(model, coding, _MODEL.value, output)
     config = model.config
     print(f"wrote {output}: {_MODEL.value} as a checkpoint (E widths "
           f"{list(config.encoder_channels)}, {config.residual_blocks} residual blocks, "

@@ -111,8 +111,7 @@ def check_models(models: list[str]) -> dict[str, str]:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
+    common.refuse_arguments(argv)
     started = time.monotonic()
     folder = Path(_INPUT.value)
     if not folder.is_dir():
@@ -122,8 +121,9 @@ def main(argv: list[str]) -> int:
     from hific_tf.codec import load_codec
     from hific_tf.coding.bitstream import FILE_SUFFIX
     from hific_tf.evaluation.classic_codecs import get_codec
+    from hific_tf.evaluation.report import load_measures
     from hific_tf.progress import format_duration
-    from hific_tf.published import runner
+    from hific_tf.published import converted, tfci
     from hific_tf.storage.images import list_images, read_image
 
     sources = list_images(folder)
@@ -138,17 +138,17 @@ def main(argv: list[str]) -> int:
     print(f"coding {len(sources)} images from {folder} with {', '.join(models)}", flush=True)
     images = {path.name: read_image(path) for path in sources}
     entries = [code_and_save(name, codec, images, output / name,
-                             runner.TFCI_SUFFIX if runner.writes_tfci(models[name])
+                             tfci.TFCI_SUFFIX if converted.writes_tfci(models[name])
                              else FILE_SUFFIX)
                for name, codec in codecs.items()]
     print(f"evaluating against {', '.join(CLASSIC_CODECS)} aimed at {next(iter(models))}'s "
           "mean rate and twice it", flush=True)
-    measures = common.load_measures()
+    measures = load_measures()
     written = common.report(images, entries, classics, [], measures, output / REPORT_FOLDER)
 
     print(f"\ndone in {format_duration(time.monotonic() - started)}")
     for name, model in models.items():
-        files = runner.TFCI_SUFFIX if runner.writes_tfci(model) else FILE_SUFFIX
+        files = tfci.TFCI_SUFFIX if converted.writes_tfci(model) else FILE_SUFFIX
         print(f"  {name + ':':<15} {output / name} ({files} files, PNG reconstructions)")
     print(f"  {'report:':<15} {output / REPORT_FOLDER}\n  {'figure:':<15} {written['figure']}")
     return 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 from absl import flags
 
 from hific_tf.cli import common
-from hific_tf.errors import UserError
 
 _MODEL = flags.DEFINE_string("model", None, "Checkpoint directory to export.", required=True)
 _OUTPUT = flags.DEFINE_string("output", None, "SavedModel directory to write.", required=True)
@@ -13,8 +12,7 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing SavedMod
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
+    common.refuse_arguments(argv)
     from hific_tf.storage import checkpoints
     from hific_tf.storage.export import export_saved_model
     from hific_tf.storage.files import check_writable

@@ -19,6 +19,7 @@ from absl import flags
 from hific_tf.cli import common
 from hific_tf.cli.published_flag import PUBLISHED_DIR
 from hific_tf.configs import (
+    PUBLISHED_MODELS,
     TRAINING_PRESETS,
     Schedule,
     TrainingConfig,
@@ -47,7 +48,7 @@ _INIT_FROM = flags.DEFINE_string("init_from", None, "Run directory, bundled mode
                                  "hyperprior from: stage 2 from stage 1, or a stage continued on "
                                  "other data or losses (D, optimisers and step start fresh).")
 _INIT_FROM_PUBLISHED = flags.DEFINE_enum(
-    "init_from_published", None, ["hific-lo", "hific-mi", "hific-hi"],
+    "init_from_published", None, list(PUBLISHED_MODELS),
     "Start E, G and the hyperprior from a published model's weights, imported by structure "
     "(the preset's architecture must match it; z's prior and D start fresh).")
 _TPU = flags.DEFINE_string("tpu", None, "TPU name or address for --strategy=tpu.")
@@ -150,8 +151,7 @@ def imported_model(recipe: TrainingRecipe) -> HiFiC | None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
+    common.refuse_arguments(argv)
     config = resolve_config()
     recipe = config.recipe
     if _INIT_FROM.value and _INIT_FROM_PUBLISHED.value:

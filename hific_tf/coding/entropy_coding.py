@@ -34,7 +34,12 @@ import tensorflow as tf
 import tensorflow_compression as tfc
 from tensorflow_compression.python.ops import gen_ops
 
-from hific_tf.nn.layers import ZeroPaddedConv2D, ZeroPaddedConv2DTranspose, explicit_padding
+from hific_tf.nn.layers import (
+    ZeroPaddedConv2D,
+    ZeroPaddedConv2DTranspose,
+    explicit_padding,
+    upsampled_shape,
+)
 
 # The authors' range-coder precision (tensorflow-compression 1.3, precision 16).
 RANGE_CODER_PRECISION = 16
@@ -159,11 +164,9 @@ def _linear(geometry: _Geometry, inputs: tf.Tensor, kernel: tf.Variable) -> tf.T
     """A layer's convolution, without bias or activation, applied with `kernel`."""
     if not geometry.transposed:
         return tf.nn.conv2d(inputs, kernel, geometry.strides, geometry.padding)
-    shape = tf.shape(inputs)
-    output_shape = tf.stack([shape[0], shape[1] * geometry.strides[0],
-                             shape[2] * geometry.strides[1], tf.shape(kernel)[2]])
-    return tf.nn.conv2d_transpose(inputs, kernel, output_shape, geometry.strides,
-                                  geometry.padding)
+    return tf.nn.conv2d_transpose(
+        inputs, kernel, upsampled_shape(inputs, geometry.strides, tf.shape(kernel)[2]),
+        geometry.strides, geometry.padding)
 
 
 class IntegerSynthesis(tf.Module):

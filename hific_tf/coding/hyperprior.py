@@ -99,6 +99,16 @@ def _check_sane(sane: tf.Tensor) -> tf.Operation:
                            "checksum was written)")
 
 
+def check_prepared(prepared: bool) -> None:
+    """Refuses to code before `prepare_for_coding()` has fixed the coding tables.
+
+    Raises:
+        RuntimeError: `prepared` is false.
+    """
+    if not prepared:
+        raise RuntimeError("call prepare_for_coding() after loading weights, before coding")
+
+
 class Hyperprior(tf.keras.layers.Layer):
     """Side information and entropy models for the latent y."""
 
@@ -120,9 +130,7 @@ class Hyperprior(tf.keras.layers.Layer):
         self.synthesis_scale = synthesis("h_s_scale")
         self.z_prior = tfc.NoisyDeepFactorized(
             batch_shape=[width], num_filters=(3, 3, 3), init_scale=10.0)
-        self._log_scale_min = math.log(config.scale_min)
-        self._log_scale_step = (
-            (math.log(config.scale_max) - self._log_scale_min) / max(config.num_scales - 1, 1))
+        self._log_scale_min, self._log_scale_step = config.log_scale_grid()
         self._num_scales = config.num_scales
         self.z_model = FlooredBatchedModel(self.z_prior, coding_rank=3, compression=False)
         self.y_model = FlooredIndexedModel(
@@ -236,32 +244,12 @@ class Hyperprior(tf.keras.layers.Layer):
         self.tables = tables
         self.coder = Coder(tables)
 
-    def _check_prepared(self) -> None:
-        if not self.prepared:
-            raise RuntimeError("call prepare_for_coding() after loading weights, before coding")
-
     @property
     def strip_halo(self) -> tuple[int, int] | None:
         """Rows of z beyond a strip's own that h_s reads when it runs in strips (integer
         mode); None where it runs whole."""
         synthesis = self._integer_mean
         return synthesis.halo if synthesis is not None and synthesis.rows_tileable else None
-
-    def coding_parameters(self, z_hat: tf.Tensor, y_shape: tf.Tensor,
-                          z_rows: tf.Tensor | None = None
-                          ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        """y's means and int32 table indexes from z_hat, cropped to y's [height, width]
-        `y_shape`, as encoder and decoder compute them, and whether they are exact (always
-        true in float mode, which promises nothing); whole, joined from strips of `z_rows`
-        rows of z if given (see `_over_strips`, which coding uses without joining them).
-        """
-        def keep(_top, mean, index, exact, state):
-            return (tf.logical_and(state[0], exact),), (mean, index)
-
-        (exact,), (mean, index) = self._over_strips(z_hat, y_shape, z_rows, keep,
-                                                    (tf.constant(True),),
-                                                    (tf.float32, tf.int32))
-        return mean, index, exact
 
     def _over_strips(self, z_hat: tf.Tensor, y_shape: tf.Tensor, z_rows: tf.Tensor | None,
                      body, state: tuple, dtypes: tuple) -> tuple[tuple, tuple]:
@@ -282,7 +270,7 @@ class Hyperprior(tf.keras.layers.Layer):
         whole-latent means, indexes and symbols would each be as large as y (tiling.py
         sizes the strips). Float mode runs whole.
         """
-        self._check_prepared()
+        check_prepared(self.prepared)
         thresholds = self.coder.scale_thresholds
         if self._integer_mean is None:
             return body(0, crop(self.synthesis_mean(z_hat), y_shape),
@@ -350,7 +338,7 @@ class Hyperprior(tf.keras.layers.Layer):
         """Recovers y_hat from the strings; `y_shape` is y's [height, width] (int32), `z_rows`
         as for `compress`, y being decoded strip by strip. A string the range decoder cannot
         read to its end fails a check (bitstream.check_message)."""
-        self._check_prepared()
+        check_prepared(self.prepared)
         fits = bitstream.check(
             self.coder.z_string_fits(tf.strings.length(z_strings[0]), z_shape(y_shape)),
             "the file is corrupt: its z string is too short for the image size in its header")
@@ -368,16 +356,3 @@ class Hyperprior(tf.keras.layers.Layer):
                 (tf.float32,))
         with tf.control_dependencies([_check_sane(self.coder.finish_decoding_y(handle))]):
             return tf.identity(y_hat)
-
-    def information_content(self, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """Bits of y_hat and z_hat per image under the coding distributions (−log2 p).
-
-        A tight lower bound on what the range coder writes, to measure coding overhead.
-        """
-        self._check_prepared()
-        z = self.analysis(y)
-        _, z_bits = self.z_model(z, training=False)
-        _, z_hat = self.coder.encode_z(z)
-        mean, index, _ = self.coding_parameters(z_hat, tf.shape(y)[1:3])
-        _, y_bits = self.y_model(y, tf.cast(index, tf.float32), loc=mean, training=False)
-        return y_bits, z_bits

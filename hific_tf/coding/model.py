@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from hific_tf.coding import bitstream, tiling
 from hific_tf.coding.entropy_coding import CodingTables, ZTables
-from hific_tf.coding.hyperprior import Coded, Hyperprior
+from hific_tf.coding.hyperprior import Coded, Hyperprior, check_prepared
 from hific_tf.coding.tiling import Tiler, reflect_indices, to_uint8
 from hific_tf.configs import ModelConfig
 from hific_tf.nn.networks import Encoder, Generator
@@ -148,13 +148,13 @@ class HiFiC(tf.keras.Model):
     @property
     def coding_tables(self) -> CodingTables:
         """The fixed coding tables (after prepare_for_coding)."""
-        self._check_prepared()
+        check_prepared(self.model_id is not None)
         return self.hyperprior.tables
 
     @property
     def tile_settings(self) -> tiling.TileSettings:
         """The memory budget and tile cap that coding reads (tiling.py)."""
-        self._check_prepared()
+        check_prepared(self.model_id is not None)
         return self.tiler.settings
 
     def set_memory_budget(self, memory_budget: int | None = None, max_tile: int = 0) -> None:
@@ -180,15 +180,11 @@ class HiFiC(tf.keras.Model):
         self.hyperprior.tables.update_digest(digest)
         return digest.digest()[:bitstream.MODEL_ID_BYTES]
 
-    def _check_prepared(self) -> None:
-        if self.model_id is None:
-            raise RuntimeError("call prepare_for_coding() after loading weights, before coding")
-
     def encode(self, image: tf.Tensor, with_y_hat: bool = True
                ) -> tuple[Coded, tf.Tensor, tf.Tensor]:
         """Codes one uint8 [H, W, 3] image; returns the coded latents (y_hat None unless
         `with_y_hat`: the file does not need it) and H, W."""
-        self._check_prepared()
+        check_prepared(self.model_id is not None)
         shape = tf.shape(image, out_type=tf.int64)
         height, width = shape[0], shape[1]
         size_ok = bitstream.check(
@@ -205,7 +201,7 @@ class HiFiC(tf.keras.Model):
 
     def decode_latent(self, data: tf.Tensor) -> Latent:
         """Validates a file and decodes its quantised latent y_hat."""
-        self._check_prepared()
+        check_prepared(self.model_id is not None)
         parsed = bitstream.unpack(data, self.model_id)
         stride = self.config.latent_stride
         y_shape = tf.cast(tf.stack([(parsed.height + stride - 1) // stride,

@@ -73,36 +73,6 @@ def kid_from_features(real: tf.Tensor, generated: tf.Tensor,
             tf.cast(real, tf.float64), tf.cast(generated, tf.float64), max_block_size=block)
 
 
-def kid_one_block(real: np.ndarray, generated: np.ndarray) -> float:
-    """KID's unbiased MMD² (kernel (x·y / d + 1)³) over one block of features [N, D], in
-    NumPy: for resampling many subsets of the same features (a bootstrap) cheaply."""
-    dimensions = real.shape[1]
-
-    def kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return (a @ b.T / dimensions + 1.0) ** 3
-
-    m, n = len(real), len(generated)
-    k_rr, k_gg, k_rg = kernel(real, real), kernel(generated, generated), kernel(real, generated)
-    return float((k_rr.sum() - np.trace(k_rr)) / (m * (m - 1))
-                 + (k_gg.sum() - np.trace(k_gg)) / (n * (n - 1)) - 2 * k_rg.mean())
-
-
-def fid_few_points(real: np.ndarray, generated: np.ndarray) -> float:
-    """FID in NumPy through N x N matrices, for sets of fewer points than dimensions.
-
-    With A = centred features / sqrt(N - 1), the covariance is AᵀA and the nonzero
-    eigenvalues of S_r S_g are the squared singular values of A_r A_gᵀ, so tr sqrt(S_r S_g)
-    is their sum: no D x D matrix square root.
-    """
-    def centred(x: np.ndarray) -> np.ndarray:
-        return (x - x.mean(axis=0)) / np.sqrt(len(x) - 1)
-
-    a_real, a_generated = centred(real), centred(generated)
-    cross = np.linalg.svd(a_real @ a_generated.T, compute_uv=False).sum()
-    mean_gap = np.sum((real.mean(axis=0) - generated.mean(axis=0)) ** 2)
-    return float(mean_gap + np.sum(a_real ** 2) + np.sum(a_generated ** 2) - 2 * cross)
-
-
 def fid256_patch_origins(height: int, width: int) -> list[tuple[int, int]]:
     """Top-left corners of the FID/256 patches of an image of this size.
 

@@ -13,7 +13,7 @@ import dataclasses
 import hashlib
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +85,46 @@ class Measures:
         if key not in self._features:
             self._features[key] = self.inception(patches)
         return self._features[key]
+
+
+def load_measures(wanted: Iterable[str] = ("lpips", "niqe", "fid", "kid"),
+                  skip_missing: bool = True) -> Measures:
+    """The perceptual networks that the `wanted` metrics need.
+
+    Args:
+        wanted: metric names; LPIPS, NIQE and the FID Inception (for fid and kid) are loaded
+            as they are asked for.
+        skip_missing: whether a network whose registry package is missing is skipped, with a
+            note in `Measures.skipped` saying how to install it, instead of refused.
+
+    Returns:
+        The loaded measures.
+
+    Raises:
+        MissingPackageError: a package is missing and `skip_missing` is false.
+    """
+    from hific_tf.evaluation.perceptual.inception import InceptionFeatures
+    from hific_tf.evaluation.perceptual.lpips import load_lpips
+    from hific_tf.evaluation.perceptual.niqe import niqe
+    from hific_tf.evaluation.perceptual.packaged import MissingPackageError
+
+    wanted = set(wanted)
+    measures = Measures(niqe=niqe if "niqe" in wanted else None)
+    try:
+        if "lpips" in wanted:
+            measures.lpips = lpips_distance(load_lpips())
+    except MissingPackageError as error:
+        if not skip_missing:
+            raise
+        measures.skipped["lpips"] = str(error)
+    try:
+        if {"fid", "kid"} & wanted:
+            measures.inception = InceptionFeatures()
+    except MissingPackageError as error:
+        if not skip_missing:
+            raise
+        measures.skipped["fid"] = measures.skipped["kid"] = str(error)
+    return measures
 
 
 def set_metrics(real_patches: np.ndarray, fake_patches: np.ndarray,

@@ -17,13 +17,12 @@ import numpy as np
 
 from hific_tf.errors import UserError
 from hific_tf.evaluation import metrics
-from hific_tf.evaluation.report import Measures, set_metrics
+from hific_tf.evaluation.report import PER_IMAGE_METRICS, Measures, set_metrics
 from hific_tf.storage.images import IMAGE_SUFFIXES, list_images, read_image
 
-PER_IMAGE = ("psnr", "ms_ssim", "lpips", "niqe")
 PER_SET = ("fid", "kid")
-METRICS = PER_IMAGE + PER_SET
-CSV_COLUMNS = ("image", "reference", *PER_IMAGE)
+METRICS = PER_IMAGE_METRICS + PER_SET
+CSV_COLUMNS = ("image", "reference", *PER_IMAGE_METRICS)
 
 
 def parse_metrics(names: Sequence[str]) -> tuple[str, ...]:
@@ -108,7 +107,7 @@ def score(pairs: Sequence[tuple[Path, Path]], wanted: Sequence[str], measures: M
         if {"fid", "kid"} & set(wanted):
             real_patches.append(metrics.fid256_patches(original))
             fake_patches.append(metrics.fid256_patches(decoded))
-        shown = "  ".join(f"{k} {row[k]:.4f}" for k in PER_IMAGE if row[k] is not None)
+        shown = "  ".join(f"{k} {row[k]:.4f}" for k in PER_IMAGE_METRICS if row[k] is not None)
         report(f"[{index}/{len(pairs)}] {decoded_path.name}  {shown}")
     set_scores: dict = {"images": len(pairs), "patches": None, "fid": None, "kid": None,
                         "kid_std": None}

@@ -101,21 +101,11 @@ def normalization(kind: str, epsilon: float, name: str | None = None
     return _NORMALIZATION_LAYERS[kind](epsilon=epsilon, name=name)
 
 
-def conv(filters: int, kernel_size: int, strides: int = 1, activation: str | None = None,
+def conv(filters: int, kernel_size: int, strides: int = 1,
          name: str | None = None) -> tf.keras.layers.Conv2D:
     """A zero-"same"-padded convolution with bias and Keras default initialisation."""
     return tf.keras.layers.Conv2D(filters, kernel_size, strides=strides, padding="same",
-                                  activation=activation, name=name)
-
-
-def conv_transpose(filters: int, kernel_size: int, strides: int = 2,
-                   activation: str | None = None,
-                   name: str | None = None) -> tf.keras.layers.Conv2DTranspose:
-    """A "same"-padded transposed convolution that multiplies each side by `strides`."""
-    if (kernel_size, strides) == (3, 2):
-        return PhaseConv2DTranspose(filters, activation=activation, name=name)
-    return tf.keras.layers.Conv2DTranspose(filters, kernel_size, strides=strides,
-                                           padding="same", activation=activation, name=name)
+                                  name=name)
 
 
 def zero_padding(kernel_size: int) -> tuple[int, int]:
@@ -132,6 +122,14 @@ def explicit_padding(kernel_size: tuple[int, int]) -> list[list[int]]:
     """The padding argument of tf.nn.conv2d(_transpose) for `zero_padding` (NHWC)."""
     return [[0, 0], list(zero_padding(kernel_size[0])), list(zero_padding(kernel_size[1])),
             [0, 0]]
+
+
+def upsampled_shape(inputs: tf.Tensor, strides: tuple[int, int], channels: tf.Tensor | int
+                    ) -> tf.Tensor:
+    """The output shape of a transposed convolution that multiplies each side of `inputs`
+    (NHWC) by its stride, as tensorflow-compression 1.x's upsampling layers do."""
+    shape = tf.shape(inputs)
+    return tf.stack([shape[0], shape[1] * strides[0], shape[2] * strides[1], channels])
 
 
 class ZeroPaddedConv2D(tf.keras.layers.Conv2D):
@@ -168,11 +166,9 @@ class ZeroPaddedConv2DTranspose(tf.keras.layers.Conv2DTranspose):
                          activation=activation, **kwargs)
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
-        shape = tf.shape(inputs)
-        output_shape = tf.stack([shape[0], shape[1] * self.strides[0],
-                                 shape[2] * self.strides[1], self.filters])
-        outputs = tf.nn.conv2d_transpose(inputs, self.kernel, output_shape, self.strides,
-                                         padding=explicit_padding(self.kernel_size))
+        outputs = tf.nn.conv2d_transpose(inputs, self.kernel,
+                                         upsampled_shape(inputs, self.strides, self.filters),
+                                         self.strides, padding=explicit_padding(self.kernel_size))
         outputs.set_shape(self.compute_output_shape(inputs.shape))
         if self.use_bias:
             outputs = tf.nn.bias_add(outputs, self.bias)
@@ -196,9 +192,8 @@ class PhaseConv2DTranspose(tf.keras.layers.Conv2DTranspose):
     # Per output phase, the kernel tap applied to inputs m - 1 and m (3: none).
     _TAPS = ((2, 0), (3, 1))
 
-    def __init__(self, filters: int, activation: str | None = None, **kwargs) -> None:
-        super().__init__(filters, 3, strides=2, padding="same", activation=activation,
-                         **kwargs)
+    def __init__(self, filters: int, **kwargs) -> None:
+        super().__init__(filters, 3, strides=2, padding="same", **kwargs)
 
     def call(self, inputs: tf.Tensor, training: bool | None = None) -> tf.Tensor:
         if training:

@@ -7,10 +7,10 @@ import tensorflow as tf
 from hific_tf.configs import ModelConfig
 from hific_tf.nn.layers import (
     Chain,
+    PhaseConv2DTranspose,
     ResidualBlock,
     SpectralNormConv2D,
     conv,
-    conv_transpose,
     normalization,
 )
 
@@ -43,7 +43,7 @@ class Generator(tf.keras.Model):
                                 for i in range(config.residual_blocks)]
         upsampling_layers = []
         for width in upsampling:
-            upsampling_layers += [conv_transpose(width, 3), normalization(norm, eps),
+            upsampling_layers += [PhaseConv2DTranspose(width), normalization(norm, eps),
                                   tf.keras.layers.ReLU()]
         upsampling_layers.append(conv(3, 7))
         self.tail = Chain(upsampling_layers, name="tail")

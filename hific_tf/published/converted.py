@@ -6,29 +6,23 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
-from google.protobuf.message import DecodeError
 
 from hific_tf.coding.bitstream import FormatError
-from hific_tf.coding.entropy_coding import ZTables
+from hific_tf.coding.entropy_coding import ZTables, scale_thresholds, table_index
 from hific_tf.coding.model import HiFiC, reflect_pad
 from hific_tf.errors import UserError
-from hific_tf.published import graph_safety
-from hific_tf.storage import cache
-from hific_tf.storage.files import read_message
-from hific_tf.storage.images import check_rgb_uint8
 from hific_tf.published.runner import AUTHORS_PAD_MULTIPLE, MODEL_NAMES
 from hific_tf.published.tfci import read_tfci, write_tfci
+from hific_tf.storage.images import check_rgb_uint8
 
 # In a checkpoint directory converted from a published graph: that graph's coding tables.
 PUBLISHED_TABLES_FILE = "published_tables.npz"
-
 
 
 @dataclasses.dataclass
@@ -38,7 +32,6 @@ class CoderTables:
     cdf: np.ndarray  # int32 [rows, width], each row's CDF zero-padded
     cdf_length: np.ndarray  # int32 [rows]
     offset: np.ndarray  # int32 [rows], the smallest symbol of each row
-
 
 
 @dataclasses.dataclass
@@ -87,7 +80,6 @@ class GraphCoding:
                             "again") from None
 
 
-
 class Sent(NamedTuple):
     """The sender's symbols, the values it floors to get them, and the file's tensors."""
 
@@ -96,7 +88,6 @@ class Sent(NamedTuple):
     y_unrounded: np.ndarray  # y - mean + 0.5
     z_unrounded: np.ndarray  # z + 0.5 - median
     tensors: list[np.ndarray]
-
 
 
 class TfciCoder:
@@ -116,7 +107,10 @@ class TfciCoder:
         self.model = model.build_weights()
         self.coding = coding
         self.name = name
-        self.scale_table = tf.constant(model.config.scale_table(), tf.float32)
+        table = np.asarray(model.config.scale_table(), np.float32)
+        self.lowest_scale = tf.constant(table[0])
+        self.scale_thresholds = tf.constant(
+            scale_thresholds(table, model.config.latent_channels, integer_step=None))
         self.medians = tf.constant(coding.z_medians, tf.float32)
 
     def _coder(self, function, tables: CoderTables, *args: tf.Tensor) -> tf.Tensor:
@@ -135,11 +129,7 @@ class TfciCoder:
         hyperprior = self.model.hyperprior
         mean = hyperprior.synthesis_mean(z_hat)[:, :y_shape[0], :y_shape[1]]
         scale = hyperprior.synthesis_scale(z_hat)[:, :y_shape[0], :y_shape[1]]
-        scale = tf.maximum(scale, self.scale_table[0])
-        flat = tf.reshape(scale, [1, -1])
-        index = tf.searchsorted(self.scale_table[tf.newaxis, :-1], flat, side="left",
-                                out_type=tf.int32)
-        return mean, tf.reshape(index, tf.shape(scale))
+        return mean, table_index(tf.maximum(scale, self.lowest_scale), self.scale_thresholds)
 
     def symbols(self, image: np.ndarray) -> Sent:
         """What the sender computes for a uint8 [H, W, 3] image (see `Sent`)."""
@@ -200,12 +190,10 @@ class TfciCoder:
         return tf.saturate_cast(tf.round(output), tf.uint8).numpy()
 
 
-
 def writes_tfci(model: str | Path) -> bool:
     """Whether the model argument `model` codes `.tfci` files: a published model's name, or a
     checkpoint directory converted from one (it holds the graph's tables)."""
     return str(model) in MODEL_NAMES or (Path(model) / PUBLISHED_TABLES_FILE).is_file()
-
 
 
 def save_converted(model: HiFiC, coding: GraphCoding, name: str, directory: str | Path) -> None:
@@ -222,7 +210,6 @@ def save_converted(model: HiFiC, coding: GraphCoding, name: str, directory: str 
     coding_model.set_weights(model.get_weights())
     store_tables(directory, prefix,
                  coding_model.prepare_for_coding(z_tables=coding.z_tables()).coding_tables)
-
 
 
 def load_converted(directory: str | Path) -> TfciCoder:

@@ -9,47 +9,32 @@ used wherever a `hific_tf.codec.Codec` is (`compress` / `decompress` on bytes an
 
 from __future__ import annotations
 
-import dataclasses
-import io
 import os
-from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
-from google.protobuf.message import DecodeError
 
 from hific_tf.coding.bitstream import FormatError
-from hific_tf.coding.entropy_coding import ZTables
-from hific_tf.coding.model import HiFiC, reflect_pad
+from hific_tf.configs import PUBLISHED_MODELS
 from hific_tf.errors import UserError
 from hific_tf.published import graph_safety
+from hific_tf.published.tfci import feature_kind, read_tfci, write_tfci
 from hific_tf.storage import cache
 from hific_tf.storage.files import read_message
 from hific_tf.storage.images import check_rgb_uint8
-from hific_tf.published.tfci import feature_kind, read_tfci, write_tfci
 
-MODEL_NAMES = ("hific-lo", "hific-mi", "hific-hi")
-
+MODEL_NAMES = PUBLISHED_MODELS
 URL_PREFIX = "https://storage.googleapis.com/tensorflow_compression/metagraphs"
-
 DIRECTORY_ENV = "HIFIC_TF_PUBLISHED_DIR"
-
 METAGRAPH_SUFFIX = ".metagraph"
-
 SENDER = "sender"
-
 RECEIVER = "receiver"
-
 # The authors' coding (tensorflow-compression 1.3 as models/hific uses it): images padded to
 # a multiple of 16, range coders of precision 16 and overflow width 4.
 AUTHORS_PAD_MULTIPLE = 16
-
 AUTHORS_PRECISION = 16
-
 AUTHORS_OVERFLOW_WIDTH = 4
-
 
 
 def published_resource(name: str) -> cache.Resource:
@@ -61,7 +46,6 @@ def published_resource(name: str) -> cache.Resource:
         name=f"published/{name}{METAGRAPH_SUFFIX}",
         url=f"{URL_PREFIX}/{name}{METAGRAPH_SUFFIX}",
         description=f"the published HiFiC model {name}")
-
 
 
 def metagraph_path(name: str, directory: str | Path | None = None,
@@ -86,7 +70,6 @@ def metagraph_path(name: str, directory: str | Path | None = None,
     return path
 
 
-
 def load_published(name: str, directory: str | Path | None = None,
                    cache_directory: str | Path | None = None,
                    offline: bool | None = None) -> PublishedModel:
@@ -95,18 +78,15 @@ def load_published(name: str, directory: str | Path | None = None,
         metagraph_path(name, directory, cache_directory, offline), name=name)
 
 
-
 def _layout_error(name: str, problem: str) -> UserError:
     return UserError(f"{name} is not a published-model graph: {problem} (expected signatures "
                      f"{SENDER!r}: uint8 image [1, H, W, 3] → vectors, {RECEIVER!r}: those "
                      "vectors → image); use an original .metagraph file")
 
 
-
 def _sorted_infos(signature: tf.compat.v1.SignatureDef, which: str) -> list:
     mapping = getattr(signature, which)
     return [mapping[key] for key in sorted(mapping)]
-
 
 
 def _check_layout(meta_graph: tf.compat.v1.MetaGraphDef, name: str) -> None:
@@ -143,12 +123,10 @@ def _check_layout(meta_graph: tf.compat.v1.MetaGraphDef, name: str) -> None:
             raise _layout_error(name, f"tensor {number} is not a vector")
 
 
-
 def read_metagraph(path: str | Path) -> tf.compat.v1.MetaGraphDef:
     """Parses a `.metagraph` file, with one clear line when it is not one."""
     return read_message(path, tf.compat.v1.MetaGraphDef(), "is not a serialized MetaGraphDef; "
                         "delete it and place the original .metagraph file there")
-
 
 
 class PublishedModel:

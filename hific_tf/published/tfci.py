@@ -9,30 +9,16 @@ declares, and are not reshaped, as in the reference client.
 
 from __future__ import annotations
 
-import dataclasses
-import io
-import os
 from collections.abc import Sequence
-from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
 from google.protobuf.message import DecodeError
 
 from hific_tf.coding.bitstream import FormatError
-from hific_tf.coding.entropy_coding import ZTables
-from hific_tf.coding.model import HiFiC, reflect_pad
-from hific_tf.errors import UserError
-from hific_tf.published import graph_safety
-from hific_tf.storage import cache
-from hific_tf.storage.files import read_message
-from hific_tf.storage.images import check_rgb_uint8
 
 TFCI_SUFFIX = ".tfci"
-
 MODEL_FEATURE = "MD"
-
 
 
 def feature_kind(dtype: tf.DType) -> str | None:
@@ -46,10 +32,8 @@ def feature_kind(dtype: tf.DType) -> str | None:
     return None
 
 
-
 _NUMPY_KINDS = {"i": "int64_list", "u": "int64_list", "f": "float_list", "S": "bytes_list",
                 "O": "bytes_list"}
-
 
 
 def write_tfci(model_name: str, tensors: Sequence[np.ndarray | tf.Tensor]) -> bytes:
@@ -68,7 +52,6 @@ def write_tfci(model_name: str, tensors: Sequence[np.ndarray | tf.Tensor]) -> by
                              "cannot hold")
         getattr(example.features.feature[chr(number)], kind).value.extend(values.tolist())
     return example.SerializeToString()
-
 
 
 def read_tfci(data: bytes, dtypes: Sequence[tf.DType] | None = None,

@@ -52,7 +52,8 @@ from hific_tf.nn.layers import (
     zero_padding,
 )
 from hific_tf.published import graph_safety, runner
-from hific_tf.published.runner import RECEIVER, SENDER, CoderTables, GraphCoding, read_metagraph
+from hific_tf.published.converted import CoderTables, GraphCoding
+from hific_tf.published.runner import RECEIVER, SENDER, read_metagraph
 
 # Convolution ops: (data input, kernel input).
 _CONVOLUTIONS = {"Conv2D": (0, 1), "Conv2DBackpropInput": (2, 1)}

@@ -37,9 +37,6 @@ WEIGHTS_ENV = "HIFIC_TF_WEIGHTS_DIR"
 # stage 1 trained as long again without the GAN (the small-* presets in configs.py).
 SHIPPED_MODELS = ("hific-small", "mselpips-small")
 REFERENCE_CROP = 256
-# The shipped models' target rate on 768 x 512 photos (training aims its crops lower, see
-# the small-* presets in configs.py).
-TARGET_BPP = 0.25
 
 
 def bundled_folder() -> Path:

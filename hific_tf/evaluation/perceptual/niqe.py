@@ -10,7 +10,6 @@ of the image and of the pristine model, under the average of the two covariances
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
 from importlib.resources import files
 
 import numpy as np
@@ -18,7 +17,6 @@ import scipy.io
 import scipy.linalg
 import scipy.ndimage
 import scipy.special
-import tensorflow as tf
 
 PATCH_SIZE = 96
 MIN_SIZE = 2 * PATCH_SIZE  # two patches per side, or the feature covariance means little
@@ -61,28 +59,6 @@ def niqe(image: np.ndarray) -> float:
     diff = features.mean(axis=0) - pristine_mean
     cov = (pristine_cov + np.cov(features, rowvar=False)) / 2.0
     return float(np.sqrt(diff @ scipy.linalg.pinv(cov) @ diff))
-
-
-def niqe_batch(images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
-    """NIQE of each image of a uint8 [B, H, W, 3] array or of a list of images, as float64 [B]."""
-    if isinstance(images, np.ndarray) and images.ndim != 4:
-        raise ValueError(f"expected a batch [B, H, W, C], got an array of shape {images.shape}")
-    return np.array([niqe(image) for image in images], dtype=np.float64)
-
-
-def niqe_tf(images: tf.Tensor) -> tf.Tensor:
-    """NIQE of a uint8 [B, H, W, 3] tensor as float32 [B]: NumPy on the CPU, no gradient."""
-    images = tf.convert_to_tensor(images)
-    if images.dtype != tf.uint8:
-        raise TypeError(f"NIQE expects uint8 images, got {images.dtype.name}")
-    scores = tf.numpy_function(_niqe_batch_float32, [images], tf.float32, stateful=False,
-                               name="niqe")
-    scores.set_shape(images.shape[:1])
-    return scores
-
-
-def _niqe_batch_float32(images: np.ndarray) -> np.ndarray:
-    return niqe_batch(images).astype(np.float32)
 
 
 def _luminance(image: np.ndarray) -> np.ndarray:
