@@ -27,8 +27,28 @@ class CodingFunctions(Protocol):
     decompress: tf.types.experimental.GenericFunction
 
 
+class FileCodec(Protocol):
+    """What every codec of a model does, whichever kind of model it is: this project's own
+    (`Codec`, `.hfc` files), a published graph (`PublishedModel`) or a checkpoint converted
+    from one (`TfciCoder`, both `.tfci` files). Callers never branch on which it is."""
+
+    name: str
+    file_suffix: str
+
+    def compress(self, _image: np.ndarray) -> bytes:
+        """uint8 [H, W, 3] → the bytes of a file."""
+
+    def decompress(self, _data: bytes) -> np.ndarray:
+        """The bytes of a file → uint8 [H, W, 3]; FormatError if they are bad."""
+
+    def set_memory_budget(self, _memory_budget: int | None) -> None:
+        """Sets the memory (bytes, whole process) that coding aims to stay within."""
+
+
 class Codec:
     """Compresses uint8 RGB images to `.hfc` bytes and back."""
+
+    file_suffix = bitstream.FILE_SUFFIX
 
     def __init__(self, functions: CodingFunctions, name: str) -> None:
         self.functions = functions
@@ -67,7 +87,7 @@ def is_saved_model(path: str | Path) -> bool:
 
 
 def load_codec(model: str | Path, published_dir: str | Path | None = None,
-               memory_budget: int | None = None) -> Codec:
+               memory_budget: int | None = None) -> FileCodec:
     """Opens a model as a codec: a bundled model's name, a published model's name
     (hific-lo/-mi/-hi, which write .tfci files; looked up in `published_dir`, else as
     `hific_tf.published.runner.metagraph_path` says), a weights file (.npz, as `hific-tf bundle`
@@ -76,12 +96,12 @@ def load_codec(model: str | Path, published_dir: str | Path | None = None,
     default 2 GiB) sizes the tiles of large images. Published graphs and SavedModels are
     programs: their ops are checked before any runs (`hific_tf.published.graph_safety`)."""
     codec = _open_codec(model, published_dir)
-    if memory_budget is not None and isinstance(codec, Codec):  # Published models: whole.
+    if memory_budget is not None:
         codec.set_memory_budget(memory_budget)
     return codec
 
 
-def _open_codec(model: str | Path, published_dir: str | Path | None) -> Codec:
+def _open_codec(model: str | Path, published_dir: str | Path | None) -> FileCodec:
     from hific_tf.published import converted, runner
     from hific_tf.storage import zoo
     if str(model) in runner.MODEL_NAMES:

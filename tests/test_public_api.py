@@ -21,3 +21,17 @@ def test_importing_the_package_imports_no_tensorflow():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_every_codec_keeps_the_one_codec_contract():
+    from hific_tf.codec import Codec, FileCodec
+    from hific_tf.published.converted import TfciCoder
+    from hific_tf.published.runner import PublishedModel
+
+    contract = {name for name in dir(FileCodec) if not name.startswith("_")}
+    contract |= set(FileCodec.__annotations__) - {"name"}  # `name` is set per instance
+    assert {"compress", "decompress", "set_memory_budget", "file_suffix"} <= contract
+    for codec in (Codec, PublishedModel, TfciCoder):
+        assert contract <= set(dir(codec)), codec.__name__
+    assert Codec.file_suffix == ".hfc"
+    assert PublishedModel.file_suffix == TfciCoder.file_suffix == ".tfci"

@@ -25,9 +25,8 @@ from hific_tf.errors import UserError
 if TYPE_CHECKING:
     import numpy as np
 
-    from hific_tf.codec import Codec
+    from hific_tf.codec import FileCodec
     from hific_tf.evaluation.report import Entry
-    from hific_tf.published.runner import PublishedModel
 
 _INPUT = flags.DEFINE_string("input", None, "Folder of images to code (the repository "
                              "ships three in photos/; make demo uses them).", required=True)
@@ -44,11 +43,11 @@ REPORT_FOLDER = "report"
 CLASSIC_CODECS = ("jpeg", "webp", "avif")
 
 
-def code_and_save(name: str, codec: Codec | PublishedModel, images: dict[str, np.ndarray],
-                  folder: Path, suffix: str) -> Entry:
-    """Codes every image with `codec`, writing STEM`suffix` (the compressed file) and STEM.png
-    into `folder`; returns an evaluation entry that replays these results rather than coding
-    again."""
+def code_and_save(name: str, codec: FileCodec, images: dict[str, np.ndarray],
+                  folder: Path) -> Entry:
+    """Codes every image with `codec`, writing STEM plus its file suffix (the compressed file)
+    and STEM.png into `folder`; returns an evaluation entry that replays these results rather
+    than coding again."""
     from hific_tf.evaluation.report import CodedImage, Entry
     from hific_tf.progress import Progress
     from hific_tf.storage.files import write_atomic
@@ -60,7 +59,7 @@ def code_and_save(name: str, codec: Codec | PublishedModel, images: dict[str, np
         data = codec.compress(image)
         reconstruction = codec.decompress(data)
         stem = Path(image_name).stem
-        write_atomic(folder / f"{stem}{suffix}", data, overwrite=True)
+        write_atomic(folder / f"{stem}{codec.file_suffix}", data, overwrite=True)
         write_png(folder / f"{stem}.png", reconstruction, overwrite=True)
         coded[image.tobytes()] = CodedImage(len(data), reconstruction)
         bpp = 8 * len(data) / (image.shape[0] * image.shape[1])
@@ -119,11 +118,9 @@ def main(argv: list[str]) -> int:
     models = check_models(_MODELS.value or bundled_pair())
 
     from hific_tf.codec import load_codec
-    from hific_tf.coding.bitstream import FILE_SUFFIX
     from hific_tf.evaluation.classic_codecs import get_codec
     from hific_tf.evaluation.report import load_measures
     from hific_tf.progress import format_duration
-    from hific_tf.published import converted, tfci
     from hific_tf.storage.images import list_images, read_image
 
     sources = list_images(folder)
@@ -137,9 +134,7 @@ def main(argv: list[str]) -> int:
     output = Path(_OUTPUT.value)
     print(f"coding {len(sources)} images from {folder} with {', '.join(models)}", flush=True)
     images = {path.name: read_image(path) for path in sources}
-    entries = [code_and_save(name, codec, images, output / name,
-                             tfci.TFCI_SUFFIX if converted.writes_tfci(models[name])
-                             else FILE_SUFFIX)
+    entries = [code_and_save(name, codec, images, output / name)
                for name, codec in codecs.items()]
     print(f"evaluating against {', '.join(CLASSIC_CODECS)} aimed at {next(iter(models))}'s "
           "mean rate and twice it", flush=True)
@@ -147,9 +142,9 @@ def main(argv: list[str]) -> int:
     written = common.report(images, entries, classics, [], measures, output / REPORT_FOLDER)
 
     print(f"\ndone in {format_duration(time.monotonic() - started)}")
-    for name, model in models.items():
-        files = tfci.TFCI_SUFFIX if converted.writes_tfci(model) else FILE_SUFFIX
-        print(f"  {name + ':':<15} {output / name} ({files} files, PNG reconstructions)")
+    for name, codec in codecs.items():
+        print(f"  {name + ':':<15} {output / name} ({codec.file_suffix} files, PNG "
+              "reconstructions)")
     print(f"  {'report:':<15} {output / REPORT_FOLDER}\n  {'figure:':<15} {written['figure']}")
     return 0
 

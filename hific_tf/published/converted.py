@@ -18,7 +18,7 @@ from hific_tf.coding.entropy_coding import ZTables, scale_thresholds, table_inde
 from hific_tf.coding.model import HiFiC, reflect_pad
 from hific_tf.errors import UserError
 from hific_tf.published.runner import AUTHORS_PAD_MULTIPLE, MODEL_NAMES
-from hific_tf.published.tfci import read_tfci, write_tfci
+from hific_tf.published.tfci import TFCI_SUFFIX, read_tfci, write_tfci
 from hific_tf.storage.images import check_rgb_uint8
 
 # In a checkpoint directory converted from a published graph: that graph's coding tables.
@@ -101,6 +101,8 @@ class TfciCoder:
     y's strings, z's strings, the image shape, y's shape and z's shape.
     """
 
+    file_suffix = TFCI_SUFFIX
+
     def __init__(self, model: HiFiC, coding: GraphCoding, name: str) -> None:
         import tensorflow_compression  # noqa: F401  Registers the range-coding ops.
 
@@ -152,6 +154,10 @@ class TfciCoder:
                    tf.shape(image)[:2], y_shape, z_shape]
         return Sent(y_symbols.numpy(), z_symbols.numpy(), y_unrounded.numpy(),
                     z_unrounded.numpy(), [np.asarray(tensor.numpy()) for tensor in tensors])
+
+    def set_memory_budget(self, _memory_budget: int | None) -> None:
+        """Ignored: the `.tfci` coder codes whole images, as the graph does (FileCodec's
+        method)."""
 
     def compress(self, image: np.ndarray) -> bytes:
         """uint8 [H, W, 3] → the bytes of a `.tfci` file."""

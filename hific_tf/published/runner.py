@@ -19,7 +19,7 @@ from hific_tf.coding.bitstream import FormatError
 from hific_tf.configs import PUBLISHED_MODELS
 from hific_tf.errors import UserError
 from hific_tf.published import graph_safety
-from hific_tf.published.tfci import feature_kind, read_tfci, write_tfci
+from hific_tf.published.tfci import TFCI_SUFFIX, feature_kind, read_tfci, write_tfci
 from hific_tf.storage import cache
 from hific_tf.storage.files import read_message
 from hific_tf.storage.images import check_rgb_uint8
@@ -132,6 +132,8 @@ def read_metagraph(path: str | Path) -> tf.compat.v1.MetaGraphDef:
 class PublishedModel:
     """A published MetaGraphDef as a codec: uint8 [H, W, 3] ↔ bytes of a `.tfci` file."""
 
+    file_suffix = TFCI_SUFFIX
+
     def __init__(self, meta_graph: tf.compat.v1.MetaGraphDef, name: str,
                  source: str | None = None) -> None:
         """Checks the graph (its ops, `hific_tf.published.graph_safety`; its signatures) before
@@ -168,6 +170,9 @@ class PublishedModel:
         path = Path(path)
         return cls(read_metagraph(path), name or path.name.removesuffix(METAGRAPH_SUFFIX),
                    source=path.name)
+
+    def set_memory_budget(self, _memory_budget: int | None) -> None:
+        """Ignored: a published model's graph codes whole images (FileCodec's method)."""
 
     def compress(self, image: np.ndarray) -> bytes:
         """uint8 [H, W, 3] → the bytes of a `.tfci` file."""
