@@ -1,4 +1,4 @@
-# Command-line tools for the classic baselines in hific_tf/classic_codecs.py (Debian/Ubuntu):
+# Command-line tools for the classic baselines in hific_tf/evaluation/classic_codecs.py (Debian/Ubuntu):
 #   libjxl-tools      cjxl, djxl                 JPEG XL
 #   libheif-examples  heif-enc, heif-convert     HEVC intra in HEIF (x265 / libde265), for BPG
 # Debian 12's libheif has x265 and libde265 built in; later releases ship them as plugins,

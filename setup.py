@@ -14,7 +14,7 @@ setup(
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["hific_tf", "hific_tf.*"]),
     include_package_data=True,
-    package_data={"hific_tf.perceptual": ["data/*.mat", "data/*.txt"],
+    package_data={"hific_tf.evaluation.perceptual": ["data/*.mat", "data/*.txt"],
                   "hific_tf": ["weights/*.npz", "weights/*.reference.json",
                                "weights/*.reference.png"]},
     install_requires=[

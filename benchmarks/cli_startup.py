@@ -43,9 +43,9 @@ def phases(operation: str, model: str, source: Path, target: Path) -> dict:
     import tensorflow  # noqa: F401
     import tensorflow_compression  # noqa: F401
 
-    from hific_tf import images
     from hific_tf.codec import load_codec
-    from hific_tf.files import write_atomic
+    from hific_tf.storage import images
+    from hific_tf.storage.files import write_atomic
 
     imported = time.perf_counter()
     codec = load_codec(model)
@@ -117,8 +117,7 @@ def main() -> None:
     sys.path.insert(0, str(REPO))
     from machine import machine
 
-    from hific_tf import zoo
-
+    from hific_tf.storage import zoo
     model = args.model or zoo.SHIPPED_MODELS[0]
     report = {"benchmark": "cli_startup", "model": model, "photo": PHOTO,
               "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(),
@@ -164,7 +163,7 @@ def main() -> None:
                   + ", ".join(f"{k} {v:.2f} s" for k, v in medians.items()))
         if args.saved_model:
             # The same model exported as a SavedModel: nothing to build or trace.
-            from hific_tf.export import export_saved_model
+            from hific_tf.storage.export import export_saved_model
 
             saved_model = Path(scratch) / "saved_model"
             export_saved_model(zoo.load_bundled(model), saved_model)

@@ -30,7 +30,7 @@ SIZES = {"768x512": (512, 768), "2560x1600": (1600, 2560)}
 def _test_image(data: Path, name: str) -> np.ndarray:
     """A real photo at the requested size: val768 for 768x512, a train crop for larger."""
 
-    from hific_tf.images import list_images, read_image
+    from hific_tf.storage.images import list_images, read_image
 
     height, width = SIZES[name]
     folder = data / "photos" / ("val768" if name == "768x512" else "train")
@@ -47,8 +47,8 @@ def worker(operation: str, size: str, data: Path, coded: Path, repeats: int) -> 
     """Runs one operation `repeats` times in this process and reports its costs."""
     import tensorflow as tf
 
+    from hific_tf.coding.model import HiFiC
     from hific_tf.configs import model_preset
-    from hific_tf.model import HiFiC
 
     tf.keras.utils.set_random_seed(0)
     image = _test_image(data, size)

@@ -37,9 +37,10 @@ def main() -> None:
     import matplotlib.pyplot as plt
     import tensorflow as tf
 
-    from hific_tf import entropy_coding, zoo
-    from hific_tf.images import read_image
-    from hific_tf.model import HiFiC, reflect_pad
+    from hific_tf.coding import entropy_coding
+    from hific_tf.coding.model import HiFiC, reflect_pad
+    from hific_tf.storage import zoo
+    from hific_tf.storage.images import read_image
 
     folders = [args.data / folder for folder in FOLDERS]
     photos = sorted(p for folder in folders if folder.is_dir() for p in folder.glob("*.png"))

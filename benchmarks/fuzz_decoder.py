@@ -40,15 +40,13 @@ def synthetic_photo(rng: np.random.Generator, height: int, width: int) -> np.nda
 def with_checksum(body: bytes) -> bytes:
     import tensorflow as tf
 
-    from hific_tf import bitstream
-
+    from hific_tf.coding import bitstream
     return body + bytes(bitstream.checksum(tf.constant(body)).numpy())
 
 
 def mutate(data: bytes, others: list[bytes], rng: np.random.Generator) -> tuple[str, bytes]:
     """One mutation of `data` (a whole file); returns its kind and the result."""
-    from hific_tf import bitstream
-
+    from hific_tf.coding import bitstream
     kind = str(rng.choice(["truncate", "bit_flip", "header", "boundary", "swap", "splice",
                            "append"]))
     body = bytearray(data[:-bitstream.CHECKSUM_BYTES])
@@ -91,8 +89,9 @@ def mutate(data: bytes, others: list[bytes], rng: np.random.Generator) -> tuple[
 
 def fuzz(cases: int, seed: int = 0) -> dict:
     """Runs `cases` mutations over files from every bundled model; returns the statistics."""
-    from hific_tf import bitstream, zoo
     from hific_tf.codec import Codec
+    from hific_tf.coding import bitstream
+    from hific_tf.storage import zoo
 
     rng = np.random.default_rng(seed)
     codecs = {name: Codec(zoo.load_bundled(name), name) for name in zoo.SHIPPED_MODELS

@@ -30,8 +30,8 @@ AUTHORS_DISTANCES = {"ex_p0": 0.72188, "ex_p1": 0.13757}
 def lpips_check(data: Path) -> dict:
     import tensorflow as tf
 
-    from hific_tf.images import read_image
-    from hific_tf.perceptual.lpips import load_lpips
+    from hific_tf.evaluation.perceptual.lpips import load_lpips
+    from hific_tf.storage.images import read_image
 
     started = time.monotonic()
     network = load_lpips()
@@ -62,13 +62,13 @@ def inception_check(data: Path) -> dict:
     import tensorflow as tf
     import torch
 
-    from hific_tf import metrics
-    from hific_tf.images import list_images, read_image
-    from hific_tf.perceptual.inception import (
+    from hific_tf.evaluation import metrics
+    from hific_tf.evaluation.perceptual.inception import (
         INCEPTION_FILE,
         load_inception,
         resize_for_inception,
     )
+    from hific_tf.storage.images import list_images, read_image
 
     started = time.monotonic()
     network = load_inception()

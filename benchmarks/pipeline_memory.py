@@ -7,7 +7,7 @@ of 256 x 256 from them:
 - "before": the pipeline as it was before issue 39, rebuilt here from its description:
   every photo decoded, 256 decoded photos in a shuffle buffer, each crop cut from the whole
   photo rescaled in float32, decoding and cropping with tf.data.AUTOTUNE parallelism;
-- "after": hific_tf.data.training_dataset as it is, with its defaults;
+- "after": hific_tf.training.data.training_dataset as it is, with its defaults;
 - "after, data_short_side=1024": the same with each photo first shrunk.
 Reports each case's resident memory once the pipeline is built and its peak while the
 batches are drawn (VmHWM, reset before drawing: importing TensorFlow alone peaks at about
@@ -60,7 +60,7 @@ def before_issue_39(folder: str):
     """The pipeline before issue 39: decoded photos shuffled, whole photos rescaled."""
     import tensorflow as tf
 
-    from hific_tf.data import _decode, find_sources, rescale_interval
+    from hific_tf.training.data import _decode, find_sources, rescale_interval
 
     def crop(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         shape = tf.cast(tf.shape(image)[:2], tf.float32)
@@ -101,7 +101,7 @@ def reset_peak() -> bool:
 
 def run_case(case: str, folder: str, batches: int) -> dict:
     """In this fresh process: builds the case's pipeline and draws `batches` batches."""
-    from hific_tf.data import training_dataset
+    from hific_tf.training.data import training_dataset
 
     if case == "before":
         dataset = before_issue_39(folder)

@@ -64,10 +64,10 @@ def main() -> None:
         shutil.copy(photo, work / "photos" / photo.name)
     import tensorflow as tf
 
-    from hific_tf.checkpoints import save_model
+    from hific_tf.coding.model import HiFiC
     from hific_tf.configs import model_preset
-    from hific_tf.images import read_image
-    from hific_tf.model import HiFiC
+    from hific_tf.storage.checkpoints import save_model
+    from hific_tf.storage.images import read_image
 
     tf.keras.utils.set_random_seed(0)
     save_model(HiFiC(model_preset("hific")).build_weights(), work / "model")

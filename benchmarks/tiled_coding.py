@@ -5,7 +5,7 @@ its own. The weights are freshly initialised (random, seed 0): the networks' cos
 depend on their values; the rate, and so the range coder's share of the time, does (random
 weights code at about 7 bpp, a trained model near 0.3). The test images are a val photo
 resized to each size, written once as PNG files that the compress workers read as the
-command line reads an image (hific_tf.images.read_image). Writes
+command line reads an image (hific_tf.storage.images.read_image). Writes
 benchmarks/results/tiled_coding.{json,csv,png}.
 
     python benchmarks/tiled_coding.py [--data=../shared/data] [--model=hific]
@@ -42,7 +42,7 @@ def test_image(data: Path, size: str) -> np.ndarray:
     """The val photo resized (bicubic) to `size`."""
     from PIL import Image
 
-    from hific_tf.images import read_image
+    from hific_tf.storage.images import read_image
 
     height, width = SIZES[size]
     photo = Image.fromarray(read_image(data / PHOTO))
@@ -56,9 +56,9 @@ def worker(operation: str, size: str, budget: str, model_name: str, image_path: 
     import tensorflow as tf
 
     from hific_tf.cli.common import parse_memory_size
+    from hific_tf.coding.model import HiFiC
     from hific_tf.configs import model_preset
-    from hific_tf.images import read_image
-    from hific_tf.model import HiFiC
+    from hific_tf.storage.images import read_image
 
     tf.keras.utils.set_random_seed(0)
     image = read_image(image_path) if operation == "compress" else None
@@ -124,7 +124,7 @@ def plot(results: list[dict], path: Path) -> None:
 def main() -> None:
     import argparse
 
-    from hific_tf.images import write_png
+    from hific_tf.storage.images import write_png
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))

@@ -63,16 +63,16 @@ def training_folders(data: Path) -> list[str]:
 def make_trainer(preset: str, crop_size: int, jit_compile: bool, run_dir: str, data: Path):
     """A Trainer of `preset` (from the bundled stage-1 weights for the small presets) and
     an iterator over its training batches."""
-    from hific_tf import zoo
     from hific_tf.configs import training_preset
-    from hific_tf.data import training_dataset
-    from hific_tf.training import Trainer
+    from hific_tf.storage import zoo
+    from hific_tf.training.data import training_dataset
+    from hific_tf.training.loop import Trainer
 
     config = training_preset(preset).replace(crop_size=crop_size, jit_compile=jit_compile,
                                              num_steps=10**6)
     perceptual = None
     if preset.startswith("small"):
-        from hific_tf.perceptual.lpips import load_lpips, perceptual_loss
+        from hific_tf.evaluation.perceptual.lpips import load_lpips, perceptual_loss
 
         perceptual = perceptual_loss(load_lpips())
     else:

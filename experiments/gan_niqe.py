@@ -59,8 +59,8 @@ RESULTS = Path(__file__).parent / "results" / "gan_niqe"
 
 def model_rows(model, label: dict, photos: dict[str, np.ndarray]) -> list[dict]:
     """Per-photo bpp, PSNR and NIQE of `model`, each row starting with `label`."""
-    from hific_tf.metrics import psnr
-    from hific_tf.perceptual.niqe import niqe
+    from hific_tf.evaluation.metrics import psnr
+    from hific_tf.evaluation.perceptual.niqe import niqe
 
     rows = []
     for name, photo in photos.items():
@@ -78,8 +78,8 @@ def checkpoint_rows(run: Path, photos: dict[str, np.ndarray]) -> list[dict]:
     """Per-photo rows of every checkpoint kept in `run`."""
     import tensorflow as tf
 
-    from hific_tf.checkpoints import read_config
-    from hific_tf.model import HiFiC
+    from hific_tf.coding.model import HiFiC
+    from hific_tf.storage.checkpoints import read_config
 
     training = json.loads((run / "train_config.json").read_text())
     model = HiFiC(read_config(run)).build_weights()
@@ -97,8 +97,7 @@ def reference_rows(reference: str, photos: dict[str, np.ndarray]) -> list[dict]:
     shipped weights, as step 0)."""
     if Path(reference).expanduser().is_dir():
         return checkpoint_rows(Path(reference).expanduser(), photos)
-    from hific_tf import zoo
-
+    from hific_tf.storage import zoo
     model = zoo.load_weights(zoo.bundled_folder() / f"{reference}{zoo.SUFFIX}")
     label = {"run": reference, "stage": "mselpips", "beta": 0.0, "step": 0}
     return model_rows(model, label, photos)
@@ -174,9 +173,9 @@ def main() -> int:
     if not Path(arguments.input).is_dir():
         print(f"skipped: {arguments.input} is not there (the project's photos)")
         return 0
-    from hific_tf.evaluation import write_csv
-    from hific_tf.images import list_images, read_image
-    from hific_tf.perceptual.niqe import niqe
+    from hific_tf.evaluation.perceptual.niqe import niqe
+    from hific_tf.evaluation.report import write_csv
+    from hific_tf.storage.images import list_images, read_image
 
     photos = {Path(path).name: read_image(path) for path in list_images(arguments.input)}
     runs = [Path(run).expanduser() for run in arguments.runs.split(",")]

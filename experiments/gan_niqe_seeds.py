@@ -104,7 +104,7 @@ def main() -> int:
     last = {entry["seed"]: entry for entry in entries}  # entries run in step order
     passed = [seed for seed, entry in last.items()
               if entry["gap"] < 0 and entry["photos_gan_lower"] >= PHOTOS_NEEDED]
-    from hific_tf.evaluation import write_csv  # loads TensorFlow
+    from hific_tf.evaluation.report import write_csv  # loads TensorFlow
 
     output = Path(arguments.output)
     output.mkdir(parents=True, exist_ok=True)

@@ -132,8 +132,8 @@ def checkpoint_model(spec: str):
     """The model of `RUN:STEP`, restored from that run's checkpoint."""
     import tensorflow as tf
 
-    from hific_tf.checkpoints import read_config
-    from hific_tf.model import HiFiC
+    from hific_tf.coding.model import HiFiC
+    from hific_tf.storage.checkpoints import read_config
 
     run, step = spec.rsplit(":", 1)
     run = str(Path(run).expanduser())
@@ -193,10 +193,10 @@ def main() -> int:
     if not Path(arguments.input).is_dir():
         print(f"skipped: {arguments.input} is not there (the project's photos)")
         return 0
-    from hific_tf import zoo
-    from hific_tf.evaluation import write_csv
-    from hific_tf.images import list_images, read_image
-    from hific_tf.perceptual.niqe import niqe
+    from hific_tf.evaluation.perceptual.niqe import niqe
+    from hific_tf.evaluation.report import write_csv
+    from hific_tf.storage import zoo
+    from hific_tf.storage.images import list_images, read_image
 
     photos = {Path(path).name: read_image(path) for path in list_images(arguments.input)}
     reference = zoo.load_weights(zoo.bundled_folder() / f"{arguments.reference}{zoo.SUFFIX}")

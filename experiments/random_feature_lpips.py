@@ -27,7 +27,7 @@ import numpy as np
 
 def random_weights(seed: int, head: float) -> dict[str, np.ndarray]:
     """He-normal AlexNet kernels, zero biases and every linear head equal to `head`."""
-    from hific_tf.perceptual.lpips import weight_shapes
+    from hific_tf.evaluation.perceptual.lpips import weight_shapes
 
     generator = np.random.default_rng(seed)
     weights = {}

@@ -30,7 +30,7 @@ class ModelConfig:
     scale_min: float = 0.11
     scale_max: float = 256.0
     norm_epsilon: float = 1e-3
-    # How h_s is evaluated when coding (hific_tf/entropy_coding.py): "integer", exact integer
+    # How h_s is evaluated when coding (hific_tf/coding/entropy_coding.py): "integer", exact integer
     # arithmetic, so that files decode on any machine; "float", as trained and as the
     # authors' code does (for models imported from their graphs).
     hyper_synthesis: str = "integer"
@@ -90,12 +90,17 @@ class ModelConfig:
         that y is exactly H/16 x W/16; z is ceil(y / 4), and h_s's outputs are cropped."""
         return self.latent_stride
 
+    def log_scale_grid(self) -> tuple[float, float]:
+        """(ln scale_min, the step between neighbouring ln scales): the scale of index i is
+        exp(ln scale_min + i * step), for whole and fractional i."""
+        low = math.log(self.scale_min)
+        return low, (math.log(self.scale_max) - low) / max(self.num_scales - 1, 1)
+
     def scale_table(self) -> list[float]:
         """The Gaussian conditional's scales, exp(linspace(ln scale_min, ln scale_max,
         num_scales)): what the hyperprior's scale function gives at whole indexes, the table
         y's coding tables are built on, and what the importer checks a graph's rule against."""
-        low, high = math.log(self.scale_min), math.log(self.scale_max)
-        step = (high - low) / max(self.num_scales - 1, 1)
+        low, step = self.log_scale_grid()
         return [math.exp(low + index * step) for index in range(self.num_scales)]
 
     def network_differences(self, other: ModelConfig) -> list[str]:
@@ -440,6 +445,11 @@ def _split_flat(fields: dict) -> dict:
                   rate_weight_schedule=Schedule.step(weight_factor, 1.0, warmup),
                   learning_rate_schedule=Schedule.step(1.0, decay_factor, decay_step))
     return {"recipe": recipe, "run": {k: v for k, v in fields.items() if k in RUN_FIELDS}}
+
+
+# The paper's published models (the authors' graphs, hific_tf.published), trained with the
+# recipes of the training presets of the same names.
+PUBLISHED_MODELS = ("hific-lo", "hific-mi", "hific-hi")
 
 
 def _paper_presets() -> dict[str, TrainingConfig]:

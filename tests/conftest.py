@@ -18,10 +18,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hific_tf.checkpoints import save_model
+from hific_tf.coding.hyperprior import Hyperprior, check_prepared
+from hific_tf.coding.model import HiFiC
+from hific_tf.coding.tiling import to_uint8
 from hific_tf.configs import model_preset
-from hific_tf.model import HiFiC
-from hific_tf.tiling import to_uint8
+from hific_tf.storage.checkpoints import save_model
 
 REPO = Path(__file__).resolve().parent.parent
 PHOTOS = REPO / "photos"
@@ -97,6 +98,34 @@ def compiled_y_hat(model: HiFiC, image: np.ndarray) -> np.ndarray:
                          input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)],
                          autograph=False)
     return encode(tf.constant(image)).numpy()
+
+
+def coding_parameters(hyperprior: Hyperprior, z_hat: tf.Tensor, y_shape: tf.Tensor,
+                      z_rows: tf.Tensor | None = None
+                      ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """y's means and int32 table indexes from z_hat, cropped to y's [height, width]
+    `y_shape`, as encoder and decoder compute them, and whether they are exact (always true
+    in float mode, which promises nothing); whole, joined from strips of `z_rows` rows of z
+    if given (see `Hyperprior._over_strips`, which coding uses without joining them)."""
+    def keep(_top, mean, index, exact, state):
+        return (tf.logical_and(state[0], exact),), (mean, index)
+
+    (exact,), (mean, index) = hyperprior._over_strips(z_hat, y_shape, z_rows, keep,
+                                                      (tf.constant(True),),
+                                                      (tf.float32, tf.int32))
+    return mean, index, exact
+
+
+def information_content(hyperprior: Hyperprior, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Bits of y_hat and z_hat per image under the coding distributions (−log2 p): a tight
+    lower bound on what the range coder writes, to measure coding overhead."""
+    check_prepared(hyperprior.prepared)
+    z = hyperprior.analysis(y)
+    _, z_bits = hyperprior.z_model(z, training=False)
+    _, z_hat = hyperprior.coder.encode_z(z)
+    mean, index, _ = coding_parameters(hyperprior, z_hat, tf.shape(y)[1:3])
+    _, y_bits = hyperprior.y_model(y, tf.cast(index, tf.float32), loc=mean, training=False)
+    return y_bits, z_bits
 
 
 @pytest.fixture

@@ -38,8 +38,8 @@ import tensorflow as tf
 import tensorflow_compression as tfc
 from tensorflow_compression.python.ops import gen_ops
 
+from hific_tf.coding.model import HiFiC
 from hific_tf.configs import ModelConfig
-from hific_tf.model import HiFiC
 
 PRECISION = 16
 OVERFLOW_WIDTH = 4
@@ -428,7 +428,7 @@ def randomise(model: HiFiC, seed: int = 0) -> HiFiC:
     """Gives every ChannelNorm a non-trivial gamma and beta and moves z's prior away from its
     (deterministic) initial value, so that a mis-imported norm or coding table shows in the
     output; returns the model."""
-    from hific_tf.layers import ChannelNorm
+    from hific_tf.nn.layers import ChannelNorm
 
     rng = np.random.default_rng(seed)
     for layer in model.submodules:

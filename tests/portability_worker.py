@@ -22,9 +22,9 @@ def main(job_path: str) -> None:
     job = json.loads(Path(job_path).read_text())
     tf.config.threading.set_intra_op_parallelism_threads(job["threads"])
     tf.config.threading.set_inter_op_parallelism_threads(job["threads"])
-    from hific_tf import checkpoints, zoo
     from hific_tf.codec import Codec, is_saved_model, load_codec
-    from hific_tf.images import read_image, write_png
+    from hific_tf.storage import checkpoints, zoo
+    from hific_tf.storage.images import read_image, write_png
 
     if job["model"] in zoo.bundled_names():
         model = zoo.load_bundled(job["model"])

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hific_tf import checkpoints, zoo
+from hific_tf.coding.model import HiFiC
 from hific_tf.configs import (
     DISCRIMINATOR_CONDITIONS,
     NORMALIZATIONS,
@@ -27,12 +27,12 @@ from hific_tf.configs import (
     model_preset,
     training_preset,
 )
-from hific_tf.data import training_dataset
 from hific_tf.errors import UserError
-from hific_tf.images import read_image
-from hific_tf.layers import ChannelNorm, InstanceNorm
-from hific_tf.model import HiFiC
-from hific_tf.networks import Discriminator
+from hific_tf.nn.layers import ChannelNorm, InstanceNorm
+from hific_tf.nn.networks import Discriminator
+from hific_tf.storage import checkpoints, zoo
+from hific_tf.storage.images import read_image
+from hific_tf.training.data import training_dataset
 
 from conftest import PHOTOS, REPO, compiled_untiled_decode, run_cli
 
@@ -261,7 +261,7 @@ def test_a_checkpoint_whose_configuration_names_another_normalization_is_refused
 
 def one_step(preset: str, run_dir, **overrides):
     """A Trainer of `preset` at 64 x 64 crops after one step on the shipped photos."""
-    from hific_tf.training import Trainer
+    from hific_tf.training.loop import Trainer
 
     config = training_preset(preset).replace(
         crop_size=64, batch_size=2, num_steps=1, log_every=1000, summary_every=1000,
@@ -295,7 +295,7 @@ def test_each_option_trains_a_step_and_its_run_codes_files(tmp_path, rng, preset
 
 @pytest.mark.slow
 def test_starting_from_weights_of_another_normalization_is_refused(tmp_path, tiny_checkpoint):
-    from hific_tf.training import Trainer
+    from hific_tf.training.loop import Trainer
 
     trainer = Trainer(training_preset("tiny-mselpips-instancenorm"), tmp_path / "a")
     with pytest.raises(UserError) as caught:
@@ -314,7 +314,7 @@ def test_starting_from_weights_of_another_normalization_is_refused(tmp_path, tin
 
 @pytest.mark.slow
 def test_a_batch_norm_stage_starts_from_a_batch_norm_model_with_its_statistics(tmp_path):
-    from hific_tf.training import Trainer
+    from hific_tf.training.loop import Trainer
 
     source = batch_norm_model(seed=4)
     trainer = Trainer(training_preset("tiny-hific-batchnorm"), tmp_path / "run")
@@ -326,7 +326,7 @@ def test_a_batch_norm_stage_starts_from_a_batch_norm_model_with_its_statistics(t
 
 @pytest.mark.slow
 def test_resuming_under_another_switch_is_refused(tmp_path):
-    from hific_tf.training import Trainer
+    from hific_tf.training.loop import Trainer
 
     one_step("tiny-mselpips", tmp_path / "run")
     config = training_preset("tiny-mselpips").replace(crop_size=64, batch_size=2,
@@ -353,7 +353,7 @@ def test_the_normalization_flag_refuses_a_bundled_start_of_another_in_one_line(t
 def test_the_saved_model_carries_the_configuration_and_codes_as_the_library(
         tmp_path, rng, caplog, normalization):
     from hific_tf.codec import load_codec
-    from hific_tf.export import export_saved_model
+    from hific_tf.storage.export import export_saved_model
 
     tf.keras.utils.set_random_seed(5)
     model = (batch_norm_model() if normalization == "batch"

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from hific_tf.coding.model import HiFiC, reflect_pad
 from hific_tf.configs import ModelConfig, TrainingRecipe, model_preset
-from hific_tf.layers import (
+from hific_tf.nn.layers import (
     ChannelNorm,
     SpectralNormConv2D,
     ZeroPaddedConv2D,
     ZeroPaddedConv2DTranspose,
 )
-from hific_tf.model import HiFiC, reflect_pad
-from hific_tf.networks import Discriminator, random_roll
+from hific_tf.nn.networks import Discriminator, random_roll
 
 
 def conv_params(kernel: int, inputs: int, outputs: int) -> int:
@@ -370,7 +370,7 @@ def test_discriminator_shift_is_off_by_default_and_rolls_image_with_condition(mo
         rolled.append((hidden.shape[-1], max_shift))
         return hidden
 
-    monkeypatch.setattr("hific_tf.networks.random_roll", recording_roll)
+    monkeypatch.setattr("hific_tf.nn.networks.random_roll", recording_roll)
     # One roll of image and condition together, so the pair stays aligned.
     np.testing.assert_allclose(discriminator((image, latent), max_shift=5).numpy(), logits,
                                atol=1e-6)

@@ -20,8 +20,9 @@ import pytest
 import tensorflow as tf
 from tensorflow_compression.python.ops import math_ops as tfc_math_ops
 
-from hific_tf import configs, losses, training
-from hific_tf.hyperprior import Hyperprior
+from hific_tf import configs
+from hific_tf.coding.hyperprior import Hyperprior
+from hific_tf.training import loop, losses
 
 from conftest import shared_data
 
@@ -146,7 +147,7 @@ def tiny_config(widths: dict) -> configs.ModelConfig:
         discriminator_channels=tuple(widths["discriminator"]))
 
 
-def variable_map(trainer: training.Trainer, fixture: Fixture
+def variable_map(trainer: loop.Trainer, fixture: Fixture
                  ) -> list[tuple[tf.Variable, str, Callable[[np.ndarray], np.ndarray]]]:
     """(project variable, authors' name, layout map) for every trainable variable.
 
@@ -228,7 +229,7 @@ def run_project_step(fixture: Fixture, monkeypatch: pytest.MonkeyPatch, lpips_lo
     config = configs.TRAINING_PRESETS["hific-lo"].replace(
         model="authors-tiny", batch_size=fixture.index["batch"]["size_per_part"],
         crop_size=fixture.index["batch"]["crop"])
-    trainer = training.Trainer(config, fixture.run_dir, perceptual_loss=lpips_loss)
+    trainer = loop.Trainer(config, fixture.run_dir, perceptual_loss=lpips_loss)
     mapping = variable_map(trainer, fixture)
     for variable, name, layout in mapping:
         variable.assign(layout(initial_value(fixture, name)))
@@ -281,7 +282,7 @@ def authors_step_folder() -> Path:
 
 @pytest.fixture(scope="module")
 def lpips_loss():
-    from hific_tf.perceptual.lpips import load_lpips, perceptual_loss
+    from hific_tf.evaluation.perceptual.lpips import load_lpips, perceptual_loss
     return perceptual_loss(load_lpips())
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hific_tf import bitstream
 from hific_tf.codec import codec_from_model
+from hific_tf.coding import bitstream
 
 from conftest import make_tiny_model
 
@@ -145,7 +145,7 @@ def test_a_small_file_declaring_a_large_image_is_refused_at_once(codec, coded, h
 
 
 def test_the_z_string_bound_counts_the_most_probable_symbol_of_each_channel():
-    from hific_tf.entropy_coding import least_bits_per_position
+    from hific_tf.coding.entropy_coding import least_bits_per_position
 
     # Two channels (precision 4): the first's most probable symbol has 12 of 16, the second's
     # 8 of 16, so a position costs at least log2(16/12) + log2(16/8) bits.

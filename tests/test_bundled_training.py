@@ -10,9 +10,9 @@ import sys
 import numpy as np
 import pytest
 
-from hific_tf import zoo
 from hific_tf.codec import codec_from_model
-from hific_tf.evaluation import Measures
+from hific_tf.evaluation.report import Measures
+from hific_tf.storage import zoo
 
 from conftest import REPO, make_tiny_model
 
@@ -84,8 +84,8 @@ def test_aim_is_judged_at_steps_with_the_gan_its_jpeg_and_the_control():
 
 @pytest.mark.slow
 def test_a_snapshot_is_scored_from_its_coded_files_with_jpeg_at_its_rate(tmp_path, photos):
-    from hific_tf.images import read_image
-    from hific_tf.perceptual.niqe import niqe
+    from hific_tf.evaluation.perceptual.niqe import niqe
+    from hific_tf.storage.images import read_image
 
     path = tmp_path / "step-2000.npz"
     zoo.save_weights(make_tiny_model(seed=0), path)

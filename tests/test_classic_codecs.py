@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hific_tf import classic_codecs
-from hific_tf.classic_codecs import (
+from hific_tf.errors import UserError
+from hific_tf.evaluation import classic_codecs
+from hific_tf.evaluation.classic_codecs import (
     CLASSIC_CODECS,
     AvifCodec,
     ClassicCodec,
@@ -18,8 +19,7 @@ from hific_tf.classic_codecs import (
     encode_at_bpp,
     get_codec,
 )
-from hific_tf.errors import UserError
-from hific_tf.images import read_image
+from hific_tf.storage.images import read_image
 
 TARGETS_BPP = (0.3, 1.0)
 # Per codec: the codec, how many photos, and the share of (photo, target) cases that must land

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hific_tf import zoo
 from hific_tf.codec import codec_from_model
-from hific_tf.images import read_image, write_png
+from hific_tf.storage import zoo
+from hific_tf.storage.images import read_image, write_png
 
 from conftest import make_tiny_model, run_cli
 
@@ -223,15 +223,15 @@ def test_demo_without_bundled_models_says_how_to_get_them(tmp_path, photos, monk
 
 def test_demo_refuses_an_unknown_model_and_names_the_file_a_published_one_needs(
         tmp_path, photos, monkeypatch):
-    from hific_tf import cache, published
-
+    from hific_tf.published import runner
+    from hific_tf.storage import cache
     output = tmp_path / "demo"
     result = run_cli("demo", f"--input={photos[0].parent}", f"--output={output}",
                      "--models=hific-small,hific-xx")
     assert_one_clean_error(result, "--models: unknown model 'hific-xx'; choose from")
     assert result.returncode == 1
     line = next(line for line in result.stderr.splitlines() if "error:" in line)
-    for name in (*zoo.SHIPPED_MODELS, *published.MODEL_NAMES):
+    for name in (*zoo.SHIPPED_MODELS, *runner.MODEL_NAMES):
         assert name in line
     # Offline, a published model not in place: one line naming the file and where it goes.
     empty = tmp_path / "published"
@@ -239,7 +239,7 @@ def test_demo_refuses_an_unknown_model_and_names_the_file_a_published_one_needs(
     result = run_cli("demo", f"--input={photos[0].parent}", f"--output={output}",
                      "--models=hific-mi", f"--published_dir={empty}")
     assert_one_clean_error(result, f"not found at {empty / 'hific-mi.metagraph'}")
-    monkeypatch.delenv(published.DIRECTORY_ENV, raising=False)
+    monkeypatch.delenv(runner.DIRECTORY_ENV, raising=False)
     monkeypatch.setenv(cache.OFFLINE_ENV, "1")
     monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path / "cache"))
     result = run_cli("demo", f"--input={photos[0].parent}", f"--output={output}",

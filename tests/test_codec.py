@@ -9,12 +9,17 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from hific_tf import bitstream
 from hific_tf.codec import codec_from_model
-from hific_tf.images import ImageConversionWarning, read_image
-from hific_tf.model import HiFiC, reflect_pad
+from hific_tf.coding import bitstream
+from hific_tf.coding.model import HiFiC, reflect_pad
+from hific_tf.storage.images import ImageConversionWarning, read_image
 
-from conftest import compiled_untiled_decode, compiled_y_hat, make_tiny_model
+from conftest import (
+    compiled_untiled_decode,
+    compiled_y_hat,
+    information_content,
+    make_tiny_model,
+)
 
 
 def assert_exact_round_trip(model: HiFiC, image: np.ndarray) -> np.ndarray:
@@ -140,7 +145,7 @@ def test_file_size_is_within_one_percent_of_the_information_content(photos):
     for photo in images:
         data = model.compress(photo).numpy()
         x = reflect_pad(tf.cast(photo, tf.float32) / 255.0, 64)[tf.newaxis]
-        y_bits, z_bits = model.hyperprior.information_content(model.encoder(x))
+        y_bits, z_bits = information_content(model.hyperprior, model.encoder(x))
         information = float(y_bits[0] + z_bits[0])
         assert information > 50_000  # several bits per symbol: a meaningful comparison
         payload_bits = 8 * (len(data) - bitstream.OVERHEAD_BYTES)

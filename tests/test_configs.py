@@ -81,7 +81,7 @@ def test_a_recipe_that_would_train_against_its_intent_is_refused_naming_the_fiel
 
 
 def test_the_rate_weight_above_the_target_is_the_larger():
-    # rate_weight (hific_tf/losses.py) applies lambda_a when the bpp is above the target.
+    # rate_weight (hific_tf/training/losses.py) applies lambda_a when the bpp is above the target.
     for config in TRAINING_PRESETS.values():
         assert config.recipe.lambda_a > config.recipe.lambda_b
         assert config.recipe.uses_gan or config.recipe.beta == 0

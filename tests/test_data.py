@@ -9,14 +9,14 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from hific_tf.data import (
+from hific_tf.errors import UserError
+from hific_tf.training.data import (
     find_sources,
     random_rescale_and_crop,
     rescale_interval,
     shrink_to_short_side,
     training_dataset,
 )
-from hific_tf.errors import UserError
 
 
 def _png_bytes(array: np.ndarray) -> bytes:

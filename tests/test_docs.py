@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from hific_tf import published, zoo
 from hific_tf.configs import MODEL_PRESETS, TRAINING_PRESETS, TrainingRecipe, TrainingRun
+from hific_tf.published import runner
+from hific_tf.storage import zoo
 
 from conftest import REPO
 
@@ -197,7 +198,7 @@ def preset_names(token: str) -> list[str]:
 @PAGES
 def test_every_preset_or_model_name_exists(path):
     known = set(TRAINING_PRESETS) | set(MODEL_PRESETS) | set(zoo.bundled_names()) \
-        | set(published.MODEL_NAMES)
+        | set(runner.MODEL_NAMES)
     unknown = [name for span in code(path.read_text()) for token in PRESET_NAME.findall(span)
                if token not in NOT_PRESETS for name in preset_names(token)
                if not fnmatch.filter(known, name)]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hific_tf.images import read_image, write_png
+from hific_tf.storage.images import read_image, write_png
 
 from conftest import run_cli
 
@@ -74,9 +74,9 @@ def test_a_photo_name_in_two_folders_is_refused(tmp_path, photos):
 
 
 def test_fid_and_kid_with_the_real_inception(photos):
-    from hific_tf.evaluation import CodedImage, Entry, Measures, evaluate
-    from hific_tf.images import read_image
-    from hific_tf.perceptual.inception import InceptionFeatures
+    from hific_tf.evaluation.perceptual.inception import InceptionFeatures
+    from hific_tf.evaluation.report import CodedImage, Entry, Measures, evaluate
+    from hific_tf.storage.images import read_image
 
     inception = InceptionFeatures()
     calls = []

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from hific_tf.codec import load_codec
-from hific_tf.export import export_saved_model
-from hific_tf.images import read_image
+from hific_tf.storage.export import export_saved_model
+from hific_tf.storage.images import read_image
 
 from conftest import run_cli
 

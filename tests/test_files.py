@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from hific_tf import cache, files
+from hific_tf.storage import cache, files
 
 from conftest import REPO
 
@@ -45,4 +45,4 @@ def test_written_files_get_the_permissions_of_any_new_file(tmp_path):
 def test_only_files_py_renames_temporary_files_into_place():
     writers = sorted(str(path.relative_to(REPO)) for path in (REPO / "hific_tf").rglob("*.py")
                      if "os.replace(" in path.read_text() or "mkstemp(" in path.read_text())
-    assert writers == ["hific_tf/files.py"]
+    assert writers == ["hific_tf/storage/files.py"]

@@ -13,11 +13,11 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.framework import function_pb2, graph_pb2
 
-from hific_tf import graph_safety, published, weight_import
 from hific_tf.codec import load_codec
+from hific_tf.coding.model import HiFiC
 from hific_tf.configs import model_preset
-from hific_tf.graph_safety import CODING_OPS, SAVER_OPS, UnsafeGraphError
-from hific_tf.model import HiFiC
+from hific_tf.published import graph_safety, runner, weight_import
+from hific_tf.published.graph_safety import CODING_OPS, SAVER_OPS, UnsafeGraphError
 
 from conftest import REPO
 from hific_stand_in import build_stand_in, randomise
@@ -65,7 +65,7 @@ def poisoned(stand_in: tf.compat.v1.MetaGraphDef, op: str, side: str, dependency
             with tf.control_dependencies([evil]):
                 output = tf.identity(target, name="evil/after")
         meta_graph = tf.compat.v1.train.export_meta_graph(graph=graph)
-    for signature in (published.SENDER, published.RECEIVER):
+    for signature in (runner.SENDER, runner.RECEIVER):
         meta_graph.signature_def[signature].CopyFrom(stand_in.signature_def[signature])
     meta_graph.signature_def[side].outputs[key].name = output.name
     return meta_graph
@@ -90,9 +90,9 @@ def test_graphs_with_file_ops_are_refused_and_nothing_runs(stand_in, case, tmp_p
     (tmp_path / f"{NAME}.metagraph").write_bytes(meta_graph.SerializeToString())
     message = rf"^{re.escape(NAME)}\.metagraph: op {op} \(node {node}\) {re.escape(REFUSAL)}$"
     with pytest.raises(UnsafeGraphError, match=message):
-        published.load_published(NAME, directory=tmp_path)
+        runner.load_published(NAME, directory=tmp_path)
     with pytest.raises(UnsafeGraphError, match=message):
-        published.PublishedModel(meta_graph, NAME)
+        runner.PublishedModel(meta_graph, NAME)
     with pytest.raises(UnsafeGraphError, match=message):  # convert, --init_from_published
         weight_import.import_published_file(tmp_path / f"{NAME}.metagraph")
     assert not (tmp_path / "written").exists()
@@ -103,7 +103,7 @@ def test_the_refused_write_would_have_run(stand_in, tmp_path, monkeypatch):
     refusal prevents is real."""
     meta_graph = poisoned(stand_in, "WriteFile", "sender", "control", tmp_path)
     monkeypatch.setattr(graph_safety, "check_meta_graph", lambda *args: None)
-    published.PublishedModel(meta_graph, NAME).compress(IMAGE)
+    runner.PublishedModel(meta_graph, NAME).compress(IMAGE)
     assert (tmp_path / "written").read_bytes() == b"written by the graph"
 
 
@@ -235,7 +235,7 @@ def test_the_allow_lists_are_registered_ops_and_documented():
     assert not {"ReadFile", "WriteFile", "MatchingFiles", "PrintV2", "ImmutableConst",
                 "PyFunc", "EagerPyFunc", "SaveV2", "RestoreV2"} & CODING_OPS
     text = (REPO / "docs" / "published-models.md").read_text()
-    lists = text.split("`CODING_OPS` (hific_tf/graph_safety.py", 1)[1]
+    lists = text.split("`CODING_OPS` (hific_tf/published/graph_safety.py", 1)[1]
     coding, saver = lists.split("`SAVER_OPS`, allowed only", 1)
     saver = saver.split("\n\n", 1)[0]
     assert set(re.findall(r"`([A-Z]\w+)`", coding)) == CODING_OPS

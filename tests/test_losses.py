@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hific_tf import losses
 from hific_tf.configs import Schedule, TrainingRecipe, training_preset
+from hific_tf.training import losses
 
 WARMUP_TARGET = Schedule(values=(0.20 / 0.14, 1.0), boundaries=(50_000,))
 WARMUP_WEIGHT = Schedule(values=(0.5, 1.0), boundaries=(50_000,))

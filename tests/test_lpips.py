@@ -16,9 +16,8 @@ import pytest
 import tensorflow as tf
 
 from hific_tf.errors import UserError
-from hific_tf.images import read_image
-from hific_tf.perceptual import lpips
-from hific_tf.perceptual.lpips import (
+from hific_tf.evaluation.perceptual import lpips
+from hific_tf.evaluation.perceptual.lpips import (
     LPIPS,
     LPIPS_FILE,
     load_lpips,
@@ -27,7 +26,8 @@ from hific_tf.perceptual.lpips import (
     unit_normalise,
     weight_shapes,
 )
-from hific_tf.perceptual.packaged import MissingPackageError
+from hific_tf.evaluation.perceptual.packaged import MissingPackageError
+from hific_tf.storage.images import read_image
 
 from conftest import shared_data
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 import scipy.linalg
@@ -9,7 +11,14 @@ import scipy.signal
 import tensorflow as tf
 import tensorflow_gan as tfgan
 
-from hific_tf import metrics
+from hific_tf.evaluation import metrics
+
+from conftest import REPO
+
+SPEC = importlib.util.spec_from_file_location(
+    "intervals", REPO / "experiments" / "paper_claim_small" / "intervals.py")
+intervals = importlib.util.module_from_spec(SPEC)
+SPEC.loader.exec_module(intervals)
 
 
 def test_psnr_matches_the_formula(rng):
@@ -68,7 +77,7 @@ def _ms_ssim_reference(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def test_ms_ssim_matches_the_formula(photos):
-    from hific_tf.images import read_image
+    from hific_tf.storage.images import read_image
 
     photo = read_image(photos[0])[:200, :301]
     rng = np.random.default_rng(3)
@@ -107,7 +116,7 @@ def test_fid_through_few_points_matches_tensorflow_gan(rng):
     fake = rng.normal(0.1, 1.1, size=(30, 300)) @ rng.normal(0, 1, size=(300, 300))
     direct = tfgan.eval.frechet_classifier_distance_from_activations(tf.constant(real),
                                                                      tf.constant(fake))
-    assert metrics.fid_few_points(real, fake) == pytest.approx(float(direct), rel=1e-8)
+    assert intervals.fid_few_points(real, fake) == pytest.approx(float(direct), rel=1e-8)
 
 
 def test_kid_matches_an_unbiased_polynomial_mmd(rng):
@@ -116,7 +125,7 @@ def test_kid_matches_an_unbiased_polynomial_mmd(rng):
     # At most half the set per block, so two contiguous blocks of 32: KID is the mean of
     # their unbiased MMD² estimates and its std the standard error over the blocks.
     kid, std = metrics.kid_from_features(real, fake)
-    estimates = [metrics.kid_one_block(real[i:i + 32], fake[i:i + 32]) for i in (0, 32)]
+    estimates = [intervals.kid_one_block(real[i:i + 32], fake[i:i + 32]) for i in (0, 32)]
     assert float(kid) == pytest.approx(np.mean(estimates), rel=1e-9)
     assert float(std) == pytest.approx(np.std(estimates, ddof=1) / np.sqrt(2), rel=1e-9)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import io
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +14,37 @@ import scipy.misc
 import tensorflow as tf
 from PIL import Image
 
-from hific_tf.perceptual import niqe as niqe_module
-from hific_tf.perceptual.niqe import MIN_SIZE, load_niqe_params, niqe, niqe_batch, niqe_tf
+from hific_tf.evaluation.perceptual import niqe as niqe_module
+from hific_tf.evaluation.perceptual.niqe import (
+    MIN_SIZE,
+    load_niqe_params,
+    niqe,
+)
 
 from conftest import shared_data
+
+
+def niqe_batch(images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+    """NIQE of each image of a uint8 [B, H, W, 3] array or of a list of images, as float64 [B]."""
+    if isinstance(images, np.ndarray) and images.ndim != 4:
+        raise ValueError(f"expected a batch [B, H, W, C], got an array of shape {images.shape}")
+    return np.array([niqe(image) for image in images], dtype=np.float64)
+
+
+def niqe_tf(images: tf.Tensor) -> tf.Tensor:
+    """NIQE of a uint8 [B, H, W, 3] tensor as float32 [B]: NumPy on the CPU, no gradient."""
+    images = tf.convert_to_tensor(images)
+    if images.dtype != tf.uint8:
+        raise TypeError(f"NIQE expects uint8 images, got {images.dtype.name}")
+    scores = tf.numpy_function(_niqe_batch_float32, [images], tf.float32, stateful=False,
+                               name="niqe")
+    scores.set_shape(images.shape[:1])
+    return scores
+
+
+def _niqe_batch_float32(images: np.ndarray) -> np.ndarray:
+    return niqe_batch(images).astype(np.float32)
+
 
 VAL_PHOTOS = ["lomiri_Bridge_by_Sander_Klootwijk", "lomiri_life_by_Aitzol_Berasategi",
               "mate_Aqua", "mate_Storm", "plasma_BytheWater"]

@@ -18,13 +18,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hific_tf import entropy_coding, zoo
+from hific_tf.coding import entropy_coding
+from hific_tf.coding.model import HiFiC, reflect_pad
 from hific_tf.configs import ModelConfig, model_preset
 from hific_tf.errors import UserError
-from hific_tf.images import read_image
-from hific_tf.model import HiFiC, reflect_pad
+from hific_tf.storage import zoo
+from hific_tf.storage.images import read_image
 
-from conftest import REPO, shared_data
+from conftest import REPO, coding_parameters, shared_data
 
 SHIPPED = zoo.SHIPPED_MODELS[0]
 
@@ -86,7 +87,7 @@ def test_integer_means_and_indexes_stay_close_to_the_float_network(tiny_model, r
     image = rng.integers(0, 256, (128, 128, 3), dtype=np.uint8)
     z_hat = z_hat_of(tiny_model, image)
     hyperprior = tiny_model.hyperprior
-    mean, index, _ = hyperprior.coding_parameters(z_hat, tf.shape(z_hat)[1:3] * 4)  # 8 x 8
+    mean, index, _ = coding_parameters(hyperprior, z_hat, tf.shape(z_hat)[1:3] * 4)  # 8 x 8
     float_mean = hyperprior.synthesis_mean(z_hat)
     assert float(tf.reduce_max(tf.abs(mean - float_mean))) < 1e-3
     float_index = entropy_coding.table_index(
@@ -123,7 +124,7 @@ def test_bundled_identifier_is_a_hash_of_the_stored_bytes_alone(monkeypatch):
     def no_tables(*args, **kwargs):
         raise AssertionError("a bundled model must not recompute its coding tables")
 
-    monkeypatch.setattr("hific_tf.hyperprior.build_tables", no_tables)
+    monkeypatch.setattr("hific_tf.coding.hyperprior.build_tables", no_tables)
     model = zoo.load_bundled(SHIPPED)
     with np.load(zoo.bundled_folder() / f"{SHIPPED}{zoo.SUFFIX}") as stored:
         config = ModelConfig.from_json(bytes(stored["config"]).decode())
@@ -150,8 +151,7 @@ def test_a_bundle_without_tables_is_refused(tmp_path, monkeypatch):
 
 
 def test_run_directory_tables_are_fixed_at_first_use(tiny_checkpoint, tmp_path):
-    from hific_tf import checkpoints
-
+    from hific_tf.storage import checkpoints
     directory = tmp_path / "run"
     directory.mkdir()
     for path in tiny_checkpoint.iterdir():
@@ -221,7 +221,7 @@ def coded(validation_folders, tmp_path_factory) -> Path:
     a: library, oneDNN off, 1 thread · b: SavedModel, oneDNN on, 2 threads · cli: the CLI,
     oneDNN on · c: library, oneDNN on, 2 threads; `x_from_y` holds x's decodes of y's files.
     """
-    from hific_tf.export import export_saved_model
+    from hific_tf.storage.export import export_saved_model
 
     root = tmp_path_factory.mktemp("portability")
     export_saved_model(zoo.load_bundled(SHIPPED), root / "saved_model")

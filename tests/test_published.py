@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hific_tf import published
-from hific_tf.bitstream import FormatError
-from hific_tf.cache import MissingResourceError
+from hific_tf.coding.bitstream import FormatError
+from hific_tf.coding.model import HiFiC, reflect_pad
 from hific_tf.configs import model_preset
 from hific_tf.errors import UserError
-from hific_tf.model import HiFiC, reflect_pad
+from hific_tf.published import runner, tfci
+from hific_tf.storage.cache import MissingResourceError
 
 from hific_stand_in import build_stand_in, randomise, z_coding
 
@@ -70,8 +70,8 @@ def published_dir(stand_in: tf.compat.v1.MetaGraphDef,
 
 
 @pytest.fixture(scope="module")
-def model(published_dir: Path) -> published.PublishedModel:
-    return published.load_published(NAME, directory=published_dir)
+def model(published_dir: Path) -> runner.PublishedModel:
+    return runner.load_published(NAME, directory=published_dir)
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +91,7 @@ def test_stand_in_uses_the_range_coding_ops(stand_in: tf.compat.v1.MetaGraphDef)
 
 
 def test_round_trip_gives_the_architectures_reconstruction(
-        model: published.PublishedModel, source_model: HiFiC, image: np.ndarray) -> None:
+        model: runner.PublishedModel, source_model: HiFiC, image: np.ndarray) -> None:
     data = model.compress(image)
     assert isinstance(data, bytes)
     decoded = model.decompress(data)
@@ -100,7 +100,7 @@ def test_round_trip_gives_the_architectures_reconstruction(
     assert_within_one_level(decoded, expected_reconstruction(source_model, image))
 
 
-def test_tfci_layout_is_the_reference_clients(model: published.PublishedModel,
+def test_tfci_layout_is_the_reference_clients(model: runner.PublishedModel,
                                               image: np.ndarray) -> None:
     example = tf.train.Example.FromString(model.compress(image))
     features = example.features.feature
@@ -120,38 +120,38 @@ def test_tfci_layout_is_the_reference_clients(model: published.PublishedModel,
 def test_write_and_read_tfci() -> None:
     tensors = [np.array([1.5, -2.0], np.float32), tf.constant([3, 4], tf.int32),
                tf.constant([b"ab", b""])]
-    data = published.write_tfci("hific-mi", tensors)
-    name, arrays = published.read_tfci(data)
+    data = tfci.write_tfci("hific-mi", tensors)
+    name, arrays = tfci.read_tfci(data)
     assert name == "hific-mi"
     assert [array.dtype for array in arrays] == [np.float32, np.int64, object]
     np.testing.assert_array_equal(arrays[0], [1.5, -2.0])
     np.testing.assert_array_equal(arrays[1], [3, 4])
     assert list(arrays[2]) == [b"ab", b""]
-    _, cast = published.read_tfci(data, [tf.float64, tf.int32, tf.string])
+    _, cast = tfci.read_tfci(data, [tf.float64, tf.int32, tf.string])
     assert [array.dtype for array in cast] == [np.float64, np.int32, object]
     with pytest.raises(FormatError, match="stored as int64_list, expected bytes_list"):
-        published.read_tfci(data, [tf.float32, tf.string, tf.string])
+        tfci.read_tfci(data, [tf.float32, tf.string, tf.string])
     with pytest.raises(FormatError, match="holds 3 tensors but the model hific-mi expects 2"):
-        published.read_tfci(data, [tf.float32, tf.int32])
+        tfci.read_tfci(data, [tf.float32, tf.int32])
     empty = tf.train.Example()
     empty.features.feature["MD"].bytes_list.value.append(b"hific-mi")
     empty.features.feature["\x01"].SetInParent()
-    _, arrays = published.read_tfci(empty.SerializeToString(), [tf.int32])
+    _, arrays = tfci.read_tfci(empty.SerializeToString(), [tf.int32])
     assert arrays[0].dtype == np.int32 and arrays[0].shape == (0,)
     with pytest.raises(FormatError, match="tensor 1 is stored as an empty feature"):
-        published.read_tfci(empty.SerializeToString())
+        tfci.read_tfci(empty.SerializeToString())
     with pytest.raises(FormatError, match="outside the range of int8"):
-        published.read_tfci(published.write_tfci("hific-mi", [[200]]), [tf.int8])
+        tfci.read_tfci(tfci.write_tfci("hific-mi", [[200]]), [tf.int8])
     with pytest.raises(ValueError, match="vectors only"):
-        published.write_tfci("hific-mi", [np.zeros((2, 2), np.int32)])
+        tfci.write_tfci("hific-mi", [np.zeros((2, 2), np.int32)])
     with pytest.raises(ValueError, match="dtype bool"):
-        published.write_tfci("hific-mi", [np.zeros(2, bool)])
+        tfci.write_tfci("hific-mi", [np.zeros(2, bool)])
 
 
-def test_files_of_another_model_or_format_are_refused(model: published.PublishedModel,
+def test_files_of_another_model_or_format_are_refused(model: runner.PublishedModel,
                                                       image: np.ndarray) -> None:
-    _, tensors = published.read_tfci(model.compress(image))
-    other = published.write_tfci("hific-hi", tensors)
+    _, tensors = tfci.read_tfci(model.compress(image))
+    other = tfci.write_tfci("hific-hi", tensors)
     with pytest.raises(FormatError, match="from the model hific-hi, not hific-lo"):
         model.decompress(other)
     with pytest.raises(FormatError, match=r"not a serialized tf\.train\.Example"):
@@ -159,48 +159,48 @@ def test_files_of_another_model_or_format_are_refused(model: published.Published
     with pytest.raises(FormatError, match="no model name"):
         model.decompress(b"")
     with pytest.raises(FormatError, match="tensor 2 has 3 values"):
-        model.decompress(published.write_tfci(NAME, [tensors[0], [b"a", b"b", b"c"],
+        model.decompress(tfci.write_tfci(NAME, [tensors[0], [b"a", b"b", b"c"],
                                                      *tensors[2:]]))
 
 
-def test_corrupt_coded_data_is_refused(model: published.PublishedModel,
+def test_corrupt_coded_data_is_refused(model: runner.PublishedModel,
                                        image: np.ndarray) -> None:
-    _, tensors = published.read_tfci(model.compress(image))
+    _, tensors = tfci.read_tfci(model.compress(image))
     with pytest.raises(FormatError, match="the model cannot decode it"):
-        model.decompress(published.write_tfci(NAME, [*tensors[:4], [-2, 2]]))
+        model.decompress(tfci.write_tfci(NAME, [*tensors[:4], [-2, 2]]))
 
 
 def test_loading_through_the_environment_and_the_cache(
         published_dir: Path, tmp_path: Path, image: np.ndarray, source_model: HiFiC,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(published.DIRECTORY_ENV, str(published_dir))
-    assert published.metagraph_path(NAME) == published_dir / f"{NAME}.metagraph"
-    monkeypatch.delenv(published.DIRECTORY_ENV)
+    monkeypatch.setenv(runner.DIRECTORY_ENV, str(published_dir))
+    assert runner.metagraph_path(NAME) == published_dir / f"{NAME}.metagraph"
+    monkeypatch.delenv(runner.DIRECTORY_ENV)
     cached = tmp_path / "published" / f"{NAME}.metagraph"
     cached.parent.mkdir()
     cached.write_bytes((published_dir / f"{NAME}.metagraph").read_bytes())
-    model = published.load_published(NAME, cache_directory=tmp_path, offline=True)
+    model = runner.load_published(NAME, cache_directory=tmp_path, offline=True)
     assert_within_one_level(model.decompress(model.compress(image)),
                             expected_reconstruction(source_model, image))
 
 
 def test_missing_files_name_the_exact_path(tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(published.DIRECTORY_ENV, raising=False)
+    monkeypatch.delenv(runner.DIRECTORY_ENV, raising=False)
     with pytest.raises(MissingResourceError) as caught:
-        published.load_published("hific-mi", cache_directory=tmp_path, offline=True)
+        runner.load_published("hific-mi", cache_directory=tmp_path, offline=True)
     assert str(tmp_path / "published" / "hific-mi.metagraph") in str(caught.value)
-    assert f"{published.URL_PREFIX}/hific-mi.metagraph" in str(caught.value)
-    monkeypatch.setenv(published.DIRECTORY_ENV, str(tmp_path / "mine"))
+    assert f"{runner.URL_PREFIX}/hific-mi.metagraph" in str(caught.value)
+    monkeypatch.setenv(runner.DIRECTORY_ENV, str(tmp_path / "mine"))
     with pytest.raises(MissingResourceError) as caught:
-        published.load_published("hific-hi")
+        runner.load_published("hific-hi")
     assert str(tmp_path / "mine" / "hific-hi.metagraph") in str(caught.value)
     with pytest.raises(UserError, match="unknown published model 'hific-xx'"):
-        published.load_published("hific-xx")
+        runner.load_published("hific-xx")
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "hific-hi.metagraph").write_bytes(b"not a graph")
     with pytest.raises(UserError, match=r"hific-hi\.metagraph is not a serialized MetaGraphDef"):
-        published.load_published("hific-hi")
+        runner.load_published("hific-hi")
 
 
 def test_other_signature_layouts_are_refused(stand_in: tf.compat.v1.MetaGraphDef) -> None:
@@ -212,20 +212,20 @@ def test_other_signature_layouts_are_refused(stand_in: tf.compat.v1.MetaGraphDef
     no_receiver = variant()
     del no_receiver.signature_def["receiver"]
     with pytest.raises(UserError, match="it has no 'receiver' signature"):
-        published.PublishedModel(no_receiver, NAME)
+        runner.PublishedModel(no_receiver, NAME)
     fewer_outputs = variant()
     del fewer_outputs.signature_def["sender"].outputs["channel:4"]
     with pytest.raises(UserError, match="'sender' has 4 outputs but 'receiver' 5 inputs"):
-        published.PublishedModel(fewer_outputs, NAME)
+        runner.PublishedModel(fewer_outputs, NAME)
     float_image = variant()
     float_image.signature_def["sender"].inputs["input_image"].dtype = tf.float32.as_datatype_enum
     with pytest.raises(UserError, match="input is float32"):
-        published.PublishedModel(float_image, NAME)
+        runner.PublishedModel(float_image, NAME)
     swapped = variant()
     receiver_inputs = swapped.signature_def["receiver"].inputs
     receiver_inputs["channel:2"].dtype = tf.string.as_datatype_enum
     with pytest.raises(UserError, match="tensor 3 is sent as int32 but received as string"):
-        published.PublishedModel(swapped, NAME)
+        runner.PublishedModel(swapped, NAME)
 
 
 @pytest.mark.slow
@@ -241,7 +241,7 @@ def test_cli_codes_tfci_files_and_evaluate_takes_published_models(
                      str(source))
     assert result.returncode == 0, result.stderr[-2000:]
     coded = tmp_path / "small.tfci"
-    assert published.read_tfci(coded.read_bytes())[0] == NAME
+    assert tfci.read_tfci(coded.read_bytes())[0] == NAME
     result = run_cli("decompress", f"--model={NAME}", f"--published_dir={published_dir}",
                      "--overwrite", str(coded))
     assert result.returncode == 0, result.stderr[-2000:]
@@ -268,7 +268,7 @@ def test_demo_codes_with_a_published_model_and_reports_on_it(published_dir, mode
 
     from PIL import Image
 
-    from hific_tf.images import read_image
+    from hific_tf.storage.images import read_image
 
     from conftest import run_cli
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hific_tf import scoring
 from hific_tf.errors import UserError
-from hific_tf.evaluation import Measures
-from hific_tf.images import read_image
+from hific_tf.evaluation import scoring
+from hific_tf.evaluation.report import Measures
+from hific_tf.storage.images import read_image
 
 from conftest import run_cli
 
@@ -152,7 +152,7 @@ def test_cli_missing_original_is_one_line(folders: tuple[Path, Path]) -> None:
 
 
 def test_set_scores_need_enough_patches(rng: np.random.Generator) -> None:
-    from hific_tf.evaluation import set_metrics
+    from hific_tf.evaluation.report import set_metrics
 
     features = rng.normal(size=(64, 2048))
     measures = Measures(inception=lambda patches: features[:len(patches)]

@@ -10,15 +10,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hific_tf import bitstream, tiling, zoo
 from hific_tf.cli.common import parse_memory_size
+from hific_tf.coding import bitstream, tiling
+from hific_tf.coding.model import HiFiC
 from hific_tf.configs import model_preset
 from hific_tf.errors import UserError
-from hific_tf.images import read_image
-from hific_tf.model import HiFiC
-from hific_tf.networks import Encoder, Generator
+from hific_tf.nn.networks import Encoder, Generator
+from hific_tf.storage import zoo
+from hific_tf.storage.images import read_image
 
-from conftest import make_tiny_model, run_cli
+from conftest import coding_parameters, make_tiny_model, run_cli
 
 
 def code(model: HiFiC, image: np.ndarray, memory_budget: int | None = None,
@@ -169,13 +170,13 @@ def test_strips_of_h_s_give_the_whole_networks_values(tiny_model):
         z_shape = [-(-y_rows // 4), -(-y_columns // 4)]
         z_hat = tf.round(tf.random.normal([1, *z_shape, channels], seed=seed) * 4)
         y_shape = tf.constant([y_rows, y_columns])
-        whole = hyperprior.coding_parameters(z_hat, y_shape)
+        whole = coding_parameters(hyperprior, z_hat, y_shape)
         for z_rows in (1, 2, 3):
-            strips = hyperprior.coding_parameters(z_hat, y_shape, tf.constant(z_rows))
+            strips = coding_parameters(hyperprior, z_hat, y_shape, tf.constant(z_rows))
             for whole_value, strip_value in zip(whole, strips, strict=True):
                 np.testing.assert_array_equal(strip_value.numpy(), whole_value.numpy())
     # The exactness check sees the same values: far too large a z fails it in strips too.
-    huge = hyperprior.coding_parameters(z_hat * 1e12, y_shape, tf.constant(1))
+    huge = coding_parameters(hyperprior, z_hat * 1e12, y_shape, tf.constant(1))
     assert not bool(huge[2])
 
 
@@ -218,7 +219,7 @@ def test_hyperprior_in_strips_writes_and_reads_the_whole_latents_strings(tiny_mo
         y = tf.random.normal([1, rows, columns, channels], seed=seed) * 6
         y_shape = tf.constant([rows, columns])
         whole = hyperprior.compress(y)
-        mean, _, _ = hyperprior.coding_parameters(whole.z_hat, y_shape)
+        mean, _, _ = coding_parameters(hyperprior, whole.z_hat, y_shape)
         np.testing.assert_array_equal(whole.y_hat.numpy(),
                                       (tf.round(y - mean) + mean).numpy())
         decoded = hyperprior.decompress(whole.z_strings, whole.y_strings, y_shape)
@@ -349,7 +350,7 @@ def test_bundled_model_codes_a_2560x1600_photo_alike_within_a_small_budget(bundl
 @pytest.mark.slow
 def test_saved_model_takes_a_budget_after_loading(tmp_path, tiny_model, rng):
     from hific_tf.codec import load_codec
-    from hific_tf.export import export_saved_model
+    from hific_tf.storage.export import export_saved_model
 
     export_saved_model(tiny_model, tmp_path / "saved_model")
     codec = load_codec(tmp_path / "saved_model", memory_budget=2**30)

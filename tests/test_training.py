@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hific_tf import zoo
-from hific_tf.checkpoints import load_model
 from hific_tf.configs import Schedule, TrainingConfig, training_preset
-from hific_tf.data import training_dataset
-from hific_tf.optimizers import irdft_matrix
-from hific_tf.training import NonFiniteLossError, Trainer
+from hific_tf.storage import zoo
+from hific_tf.storage.checkpoints import load_model
+from hific_tf.training.data import training_dataset
+from hific_tf.training.loop import NonFiniteLossError, Trainer
+from hific_tf.training.optimizers import irdft_matrix
 
 from conftest import PHOTOS, REPO, make_tiny_model, run_cli
 
@@ -53,7 +53,7 @@ def weights(module: tf.Module) -> list[np.ndarray]:
 def adam_steps(model, before: list[np.ndarray]) -> list[tuple[str, float]]:
     """(name, largest change) of each trainable variable of `model` since `before`, in the
     coordinates Adam moves, where one step is at most the learning rate: h_a's kernels in
-    their RDFT coefficients (hific_tf/optimizers.py), every other weight as it is."""
+    their RDFT coefficients (hific_tf/training/optimizers.py), every other weight as it is."""
     rdft = {id(layer.kernel) for layer in model.hyperprior.analysis.layers}
     steps = []
     for variable, old in zip(model.trainable_variables, before, strict=True):
@@ -230,7 +230,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, trai
 
 
 def test_k_p_1_trains_with_the_real_lpips(tmp_path, train_folder):
-    from hific_tf.perceptual.lpips import load_lpips, perceptual_loss
+    from hific_tf.evaluation.perceptual.lpips import load_lpips, perceptual_loss
 
     config = small("tiny-mselpips", num_steps=3, k_p=1.0)
     lpips = load_lpips()
@@ -319,8 +319,8 @@ WORKER = textwrap.dedent("""
         "task": {"type": "worker", "index": index}})
     import tensorflow as tf
     from hific_tf.configs import training_preset
-    from hific_tf.data import training_dataset
-    from hific_tf.training import Trainer
+    from hific_tf.training.data import training_dataset
+    from hific_tf.training.loop import Trainer
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     config = training_preset("tiny-hific").replace(crop_size=64, batch_size=4, num_steps=3,
                                                    log_every=1000, image_every=1000)
@@ -394,7 +394,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_with_the_signal_status(tmp_path, t
 def test_snapshots_and_validation_every_n_steps_and_at_the_last(tmp_path, train_folder,
                                                                   photos):
     from hific_tf.codec import load_codec
-    from hific_tf.images import read_image
+    from hific_tf.storage.images import read_image
 
     config = small("tiny-mselpips", num_steps=5, snapshot_every=2, validate_every=2,
                    checkpoint_every=1, keep_checkpoints=1, k_p=0.0)
@@ -426,11 +426,11 @@ def test_snapshot_every_must_not_be_negative():
 
 def test_validation_records_bpp_psnr_niqe_and_lpips_on_whole_photos(tmp_path, train_folder,
                                                                      photos):
-    from hific_tf.images import read_image
-    from hific_tf.metrics import psnr
-    from hific_tf.model import reflect_pad, to_uint8
-    from hific_tf.perceptual.lpips import load_lpips, perceptual_loss
-    from hific_tf.perceptual.niqe import niqe
+    from hific_tf.coding.model import reflect_pad, to_uint8
+    from hific_tf.evaluation.metrics import psnr
+    from hific_tf.evaluation.perceptual.lpips import load_lpips, perceptual_loss
+    from hific_tf.evaluation.perceptual.niqe import niqe
+    from hific_tf.storage.images import read_image
 
     config = small("tiny-mselpips", num_steps=2, validate_every=2, k_p=1.0)
     lpips = load_lpips()

@@ -13,13 +13,13 @@ import pytest
 import tensorflow as tf
 import tensorflow_compression as tfc
 
+from hific_tf.coding.hyperprior import LIKELIHOOD_FLOOR, Hyperprior
+from hific_tf.coding.model import HiFiC
 from hific_tf.configs import Schedule, model_preset, training_preset
 from hific_tf.errors import UserError
-from hific_tf.hyperprior import LIKELIHOOD_FLOOR, Hyperprior
-from hific_tf.layers import SpectralNormConv2D
-from hific_tf.model import HiFiC
-from hific_tf.optimizers import irdft_matrix
-from hific_tf.training import Trainer
+from hific_tf.nn.layers import SpectralNormConv2D
+from hific_tf.training.loop import Trainer
+from hific_tf.training.optimizers import irdft_matrix
 
 LEARNING_RATE = 1e-3
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hific_tf import published, weight_import
+from hific_tf.coding.model import HiFiC
 from hific_tf.configs import model_preset
 from hific_tf.errors import UserError
-from hific_tf.model import HiFiC
+from hific_tf.published import converted, runner, weight_import
 
 from hific_stand_in import Y_SYMBOLS, Z_SYMBOLS, build_stand_in, randomise, z_coding
 
@@ -54,7 +54,7 @@ class StandIn:
         self.source = randomise(HiFiC(config).build_weights(), seed=5)
         self.graph = build_stand_in(self.source, control_flow=control_flow,
                                     rdft_synthesis=rdft_synthesis)
-        self.reference = published.PublishedModel(self.graph, NAME)
+        self.reference = runner.PublishedModel(self.graph, NAME)
         imported = tf.compat.v1.wrap_function(
             lambda: tf.compat.v1.train.import_meta_graph(self.graph), [])
         tensor = imported.graph.get_tensor_by_name
@@ -62,7 +62,7 @@ class StandIn:
             [tensor("input_image:0")], [tensor(f"{Y_SYMBOLS}:0"), tensor(f"{Z_SYMBOLS}:0")])
         model, coding = weight_import.import_published(self.graph)
         self.config = model.config
-        self.coder = published.TfciCoder(model, coding, NAME)
+        self.coder = converted.TfciCoder(model, coding, NAME)
 
 
 @pytest.fixture(scope="module", params=list(VARIANTS))
@@ -251,7 +251,7 @@ def test_a_graph_without_range_coders_is_refused() -> None:
 @pytest.mark.slow
 def test_training_starts_from_an_imported_published_model(tiny_source: HiFiC,
                                                           tmp_path) -> None:
-    from hific_tf.checkpoints import load_model
+    from hific_tf.storage.checkpoints import load_model
 
     from conftest import PHOTOS, run_cli
 
@@ -285,7 +285,7 @@ def test_convert_writes_a_checkpoint_that_codes_tfci_files_and_starts_training(
         tiny_source: HiFiC, tmp_path) -> None:
     from PIL import Image
 
-    from hific_tf.images import read_image
+    from hific_tf.storage.images import read_image
 
     from conftest import PHOTOS, run_cli
 

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from hific_tf import zoo
 from hific_tf.errors import UserError
-from hific_tf.images import read_image
+from hific_tf.storage import zoo
+from hific_tf.storage.images import read_image
 
 from conftest import make_tiny_model
 

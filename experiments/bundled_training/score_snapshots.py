@@ -57,16 +57,16 @@ def write_rows(rows: list[dict]) -> None:
 
 def score(path: Path, images: dict, measures: object, with_jpeg: bool) -> list[dict]:
     """The snapshot's summary on `images`, and JPEG's at its rate when `with_jpeg`."""
-    from hific_tf import evaluation
-    from hific_tf.classic_codecs import get_codec
     from hific_tf.codec import load_codec
+    from hific_tf.evaluation import report
+    from hific_tf.evaluation.classic_codecs import get_codec
 
-    _, (model,) = evaluation.evaluate(
-        images, [evaluation.model_entry(path.stem, load_codec(path))], measures)
+    _, (model,) = report.evaluate(
+        images, [report.model_entry(path.stem, load_codec(path))], measures)
     results = [{**model, "codec": "model"}]
     if with_jpeg:
-        entry = evaluation.classic_entry("jpeg", get_codec("jpeg"), model["bpp"])
-        _, (jpeg,) = evaluation.evaluate(images, [entry], measures)
+        entry = report.classic_entry("jpeg", get_codec("jpeg"), model["bpp"])
+        _, (jpeg,) = report.evaluate(images, [entry], measures)
         results.append({**jpeg, "codec": "jpeg"})
     return results
 
@@ -148,8 +148,8 @@ def main() -> int:
     if not all(folder.is_dir() for folder in folders):
         print(f"skipped: {', '.join(map(str, folders))} not there (the shared photos)")
         return 0
-    from hific_tf.cli.common import load_measures
-    from hific_tf.images import list_images, read_image
+    from hific_tf.evaluation.report import load_measures
+    from hific_tf.storage.images import list_images, read_image
 
     rows = read_rows()
     done = {(r["run"], int(r["step"])) for r in rows}

@@ -36,9 +36,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1] / "benchmarks"))
 sys.path.insert(0, str(HERE.parent / "paper_claim_small"))
 import intervals  # noqa: E402
+from intervals import fid_few_points, kid_one_block  # noqa: E402
 from machine import machine  # noqa: E402
-
-from hific_tf.metrics import fid_few_points, kid_one_block  # noqa: E402
 
 RESULTS = HERE / "results"
 PER_PHOTO = intervals.PER_PHOTO
@@ -146,10 +145,9 @@ def main() -> int:
         print(f"not trained to the end yet: {', '.join(unfinished)} (rerun train.sh)",
               file=sys.stderr)
         return 2
-    from hific_tf.cli.common import load_measures
     from hific_tf.codec import load_codec
-    from hific_tf.evaluation import side_by_side_figure
-    from hific_tf.images import read_image
+    from hific_tf.evaluation.report import load_measures, side_by_side_figure
+    from hific_tf.storage.images import read_image
 
     measures = load_measures()
     if measures.skipped:

@@ -93,11 +93,11 @@ def snapshots(runs: Path) -> list[tuple[str, int, Path]]:
 
 def score_snapshot(path: Path, images: dict[str, np.ndarray], measures: object) -> dict:
     """bpp, NIQE, FID/256 and KID/256 of the snapshot's real files on `images`."""
-    from hific_tf import evaluation
     from hific_tf.codec import load_codec
+    from hific_tf.evaluation import report
 
-    _, (summary,) = evaluation.evaluate(
-        images, [evaluation.model_entry(path.stem, load_codec(path))], measures)
+    _, (summary,) = report.evaluate(
+        images, [report.model_entry(path.stem, load_codec(path))], measures)
     return {"val_bpp": summary["bpp"], "val_niqe": summary["niqe"], "val_fid": summary["fid"],
             "val_kid": summary["kid"], "val_kid_std": summary["kid_std"]}
 
@@ -190,8 +190,8 @@ def main() -> int:
         if not all(folder.is_dir() for folder in folders):
             print(f"snapshots not scored: {', '.join(map(str, folders))} not there")
         else:
-            from hific_tf.cli.common import load_measures
-            from hific_tf.images import list_images, read_image
+            from hific_tf.evaluation.report import load_measures
+            from hific_tf.storage.images import list_images, read_image
 
             images = {path.name: read_image(path) for folder in folders
                       for path in list_images(folder)}

@@ -59,7 +59,7 @@ def bootstrap_interval(values: np.ndarray, resamples: int = 10_000,
 
 
 def validation_photos(shared_photos: Path) -> list[Path]:
-    from hific_tf.images import list_images
+    from hific_tf.storage.images import list_images
 
     return [*list_images(shared_photos / "val768"), *list_images(shared_photos / "more/val768")]
 
@@ -80,10 +80,10 @@ def unfinished(run_dir: Path) -> bool:
 def measure(run_dir: Path, photos: list[Path], lpips) -> tuple[dict, dict]:
     """Per-photo metrics of one model at both sizes ({size: {metric: [values]}}), and its
     full-size reconstructions by photo name."""
-    from hific_tf import metrics
     from hific_tf.codec import load_codec
-    from hific_tf.images import read_image
-    from hific_tf.zoo import reference_crop
+    from hific_tf.evaluation import metrics
+    from hific_tf.storage.images import read_image
+    from hific_tf.storage.zoo import reference_crop
 
     codec = load_codec(run_dir)
     rows = {size: {name: [] for name in METRICS} for size in SIZES}
@@ -207,9 +207,9 @@ def main() -> int:
               file=sys.stderr)
         return 2
 
-    from hific_tf.evaluation import lpips_distance
-    from hific_tf.images import read_image
-    from hific_tf.perceptual.lpips import load_lpips
+    from hific_tf.evaluation.perceptual.lpips import load_lpips
+    from hific_tf.evaluation.report import lpips_distance
+    from hific_tf.storage.images import read_image
 
     lpips = lpips_distance(load_lpips())
     measured, reconstructions = {}, {}

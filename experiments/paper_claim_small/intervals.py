@@ -4,7 +4,7 @@ bootstrap intervals over photos and seeds.
 Codes the 20 validation photos (photos/val768 and photos/more/val768 of the shared data)
 with every stage-2 run that train.sh wrote (gan-seedN and its control control-seedN) and
 measures, per photo, bpp, PSNR, MS-SSIM, LPIPS and NIQE, and the Inception features of its
-FID/256 patches (hific_tf.evaluation's measures). Then, for each metric, the difference
+FID/256 patches (hific_tf.evaluation.report's measures). Then, for each metric, the difference
 GAN minus control:
 
 - per seed: the photos resampled with replacement (a paired bootstrap: one resample of
@@ -40,8 +40,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from machine import machine
 
-from hific_tf.metrics import fid_few_points, kid_one_block
-
 RESULTS = Path(__file__).parent / "results"
 PER_PHOTO = ("bpp", "psnr", "ms_ssim", "lpips", "niqe")
 SET_METRICS = ("fid", "kid")
@@ -50,8 +48,38 @@ LOWER_IS_BETTER = {"bpp": True, "psnr": False, "ms_ssim": False, "lpips": True, 
 RUN_NAME = re.compile(r"^(gan|control)-seed(\d+)$")
 
 
+def kid_one_block(real: np.ndarray, generated: np.ndarray) -> float:
+    """KID's unbiased MMD² (kernel (x·y / d + 1)³) over one block of features [N, D], in
+    NumPy: for resampling many subsets of the same features (a bootstrap) cheaply."""
+    dimensions = real.shape[1]
+
+    def kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return (a @ b.T / dimensions + 1.0) ** 3
+
+    m, n = len(real), len(generated)
+    k_rr, k_gg, k_rg = kernel(real, real), kernel(generated, generated), kernel(real, generated)
+    return float((k_rr.sum() - np.trace(k_rr)) / (m * (m - 1))
+                 + (k_gg.sum() - np.trace(k_gg)) / (n * (n - 1)) - 2 * k_rg.mean())
+
+
+def fid_few_points(real: np.ndarray, generated: np.ndarray) -> float:
+    """FID in NumPy through N x N matrices, for sets of fewer points than dimensions.
+
+    With A = centred features / sqrt(N - 1), the covariance is AᵀA and the nonzero
+    eigenvalues of S_r S_g are the squared singular values of A_r A_gᵀ, so tr sqrt(S_r S_g)
+    is their sum: no D x D matrix square root.
+    """
+    def centred(x: np.ndarray) -> np.ndarray:
+        return (x - x.mean(axis=0)) / np.sqrt(len(x) - 1)
+
+    a_real, a_generated = centred(real), centred(generated)
+    cross = np.linalg.svd(a_real @ a_generated.T, compute_uv=False).sum()
+    mean_gap = np.sum((real.mean(axis=0) - generated.mean(axis=0)) ** 2)
+    return float(mean_gap + np.sum(a_real ** 2) + np.sum(a_generated ** 2) - 2 * cross)
+
+
 def validation_photos(shared_photos: Path) -> list[Path]:
-    from hific_tf.images import list_images
+    from hific_tf.storage.images import list_images
 
     return [*list_images(shared_photos / "val768"), *list_images(shared_photos / "more/val768")]
 
@@ -70,10 +98,10 @@ def measure_run(run_dir: Path | None, photos: list[Path], measures, cache: Path)
     if cache.is_file():
         stored = np.load(cache)
         return {key: stored[key] for key in stored.files}
-    from hific_tf import metrics
     from hific_tf.codec import load_codec
-    from hific_tf.evaluation import model_entry
-    from hific_tf.images import read_image
+    from hific_tf.evaluation import metrics
+    from hific_tf.evaluation.report import model_entry
+    from hific_tf.storage.images import read_image
 
     entry = model_entry(run_dir.name, load_codec(run_dir)) if run_dir else None
     columns = {name: [] for name in PER_PHOTO}
@@ -200,7 +228,7 @@ def main() -> int:
               file=sys.stderr)
         return 2
 
-    from hific_tf.cli.common import load_measures
+    from hific_tf.evaluation.report import load_measures
 
     measures = load_measures()
     if measures.skipped:

@@ -51,8 +51,8 @@ def main() -> None:
     parser.add_argument("--learning_rate", type=float, default=1e-4)
     parser.add_argument("--output", required=True, help="folder for NAME.npz and its log")
     args = parser.parse_args()
-    from hific_tf import zoo
-    from hific_tf.data import training_dataset
+    from hific_tf.storage import zoo
+    from hific_tf.training.data import training_dataset
 
     tf.keras.utils.set_random_seed(0)
     model = zoo.load_weights(zoo.bundled_folder() / f"{args.model}{zoo.SUFFIX}")

@@ -10,11 +10,15 @@ and the float16 model and the two decoded images are compared.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from absl import flags
 
 from hific_tf.cli import common
 from hific_tf.errors import UserError
+
+if TYPE_CHECKING:
+    from hific_tf.coding.model import HiFiC
 
 _MODEL = flags.DEFINE_string("model", None, "Checkpoint (run) directory.", required=True)
 _NAME = flags.DEFINE_string("name", None, "Bundled model name, e.g. hific-small.",
@@ -32,12 +36,11 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace existing weights and
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
+    common.refuse_arguments(argv)
     import numpy as np
 
-    from hific_tf import checkpoints, zoo
-    from hific_tf.files import check_writable
+    from hific_tf.storage import checkpoints, zoo
+    from hific_tf.storage.files import check_writable
 
     folder = Path(_OUTPUT.value) if _OUTPUT.value else zoo.bundled_folder()
     path = folder / f"{_NAME.value}{zoo.SUFFIX}"
@@ -51,12 +54,12 @@ def main(argv: list[str]) -> int:
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
     stored = zoo.load_file(path)
     if _REFERENCE.value:
-        zoo.write_reference(stored, _NAME.value, _REFERENCE.value, folder,
+        _write_reference(stored, _NAME.value, _REFERENCE.value, folder,
                             overwrite=_OVERWRITE.value)
         print(f"wrote {' and '.join(str(p) for p in references)}")
     if _CHECK.value:
-        from hific_tf.images import list_images, read_image
-        from hific_tf.metrics import psnr
+        from hific_tf.evaluation.metrics import psnr
+        from hific_tf.storage.images import list_images, read_image
 
         model.prepare_for_coding()
         for photo_path in list_images(_CHECK.value):
@@ -67,6 +70,29 @@ def main(argv: list[str]) -> int:
             print(f"{photo_path.name}: {changed} of {exact.shape[0] * exact.shape[1]} pixels "
                   f"differ, PSNR between decodes {float(psnr(exact, bundled)):.2f} dB")
     return 0
+
+
+def _write_reference(model: HiFiC, name: str, photo: str | Path, folder: Path,
+                     overwrite: bool = False) -> None:
+    """Codes the centre crop of `photo` with `model` (prepared for coding) and writes the
+    file size and the reconstruction as bundled model `name`'s reference files."""
+    import json
+
+    from hific_tf.evaluation.metrics import psnr
+    from hific_tf.storage.files import write_atomic
+    from hific_tf.storage.images import read_image, write_png
+    from hific_tf.storage.zoo import REFERENCE_CROP, reference_crop, reference_paths
+
+    crop = reference_crop(read_image(photo))
+    data = model.compress(crop).numpy()
+    reconstruction = model.decompress(data).numpy()
+    json_path, png_path = reference_paths(name, folder)
+    document = {"image": Path(photo).name, "crop": REFERENCE_CROP, "bytes": len(data),
+                "bpp": 8 * len(data) / (crop.shape[0] * crop.shape[1]),
+                "psnr_db": float(psnr(crop, reconstruction))}
+    write_atomic(json_path, (json.dumps(document, indent=2) + "\n").encode(),
+                 overwrite=overwrite)
+    write_png(png_path, reconstruction, overwrite=overwrite)
 
 
 def run(argv: list[str]) -> None:

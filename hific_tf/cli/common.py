@@ -13,18 +13,18 @@ from typing import TYPE_CHECKING
 
 from absl import app, logging
 
-from hific_tf import images
-from hific_tf.bitstream import FILE_SUFFIX
+from hific_tf.coding.bitstream import FILE_SUFFIX
 from hific_tf.errors import UserError
-from hific_tf.files import check_writable, write_atomic
 from hific_tf.progress import Progress
+from hific_tf.storage import images
+from hific_tf.storage.files import check_writable, write_atomic
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from hific_tf.classic_codecs import ClassicCodec
     from hific_tf.codec import Codec
-    from hific_tf.evaluation import Entry, Measures
+    from hific_tf.evaluation.classic_codecs import ClassicCodec
+    from hific_tf.evaluation.report import Entry, Measures
 
 
 _SIZE_UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 10**3, "kib": 2**10, "m": 2**20,
@@ -94,6 +94,16 @@ def run(main: Callable[[list[str]], int | None], argv: list[str]) -> None:
             return 130
 
     app.run(guarded, argv=argv)
+
+
+def refuse_arguments(argv: list[str]) -> None:
+    """Refuses positional arguments, for the commands that take flags only.
+
+    Raises:
+        UserError: naming the arguments given.
+    """
+    if len(argv) > 1:
+        raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
 
 
 def pair_paths(inputs: Sequence[str], output: str | None, input_suffixes: Sequence[str],
@@ -166,53 +176,31 @@ IMAGE_INPUTS = images.IMAGE_SUFFIXES
 COMPRESSED_INPUTS = (FILE_SUFFIX, ".tfci")
 
 
-def load_measures() -> Measures:
-    """NIQE always; LPIPS and the FID Inception from the packages that ship their weights,
-    or a note saying how to install a package that is missing."""
-    from hific_tf.evaluation import Measures, lpips_distance
-    from hific_tf.perceptual.inception import InceptionFeatures
-    from hific_tf.perceptual.lpips import load_lpips
-    from hific_tf.perceptual.niqe import niqe
-    from hific_tf.perceptual.packaged import MissingPackageError
-
-    measures = Measures(niqe=niqe)
-    try:
-        measures.lpips = lpips_distance(load_lpips())
-    except MissingPackageError as error:
-        measures.skipped["lpips"] = str(error)
-    try:
-        measures.inception = InceptionFeatures()
-    except MissingPackageError as error:
-        measures.skipped["fid"] = measures.skipped["kid"] = str(error)
-    return measures
-
-
 def report(images: dict[str, np.ndarray], models: list[Entry], classics: list[ClassicCodec],
            rates: list[float], measures: Measures, output: Path) -> dict[str, Path]:
     """Evaluates the models, then the classic codecs at `rates` (default: the first model's
     mean bpp and twice it); writes the report and a figure of the first image (the models
     and each classic codec at the first rate) into `output`; prints a table and the files."""
-    from hific_tf import evaluation
-
+    from hific_tf.evaluation import report
     for metric, how in measures.skipped.items():
         print(f"skipping {metric.upper()}: {how}", flush=True)
-    rows, summaries = evaluation.evaluate(images, models, measures)
+    rows, summaries = report.evaluate(images, models, measures)
     if not rates:
         rates = [summaries[0]["bpp"], 2 * summaries[0]["bpp"]]
-    classic_entries = [evaluation.classic_entry(codec.name, codec, rate)
+    classic_entries = [report.classic_entry(codec.name, codec, rate)
                        for codec in classics for rate in rates]
-    more_rows, more_summaries = evaluation.evaluate(images, classic_entries, measures)
+    more_rows, more_summaries = report.evaluate(images, classic_entries, measures)
     rows += more_rows
     summaries += more_summaries
 
-    written = evaluation.write_reports(rows, summaries, measures, output)
+    written = report.write_reports(rows, summaries, measures, output)
     first_image = next(iter(images.values()))
     panels = []
     for entry in [*models, *(e for e in classic_entries if e.target_bpp == rates[0])]:
         coded = entry.code(first_image)
         bpp = 8 * coded.num_bytes / (first_image.shape[0] * first_image.shape[1])
         panels.append((f"{entry.codec}, {bpp:.3f} bpp", coded.reconstruction))
-    written["figure"] = evaluation.side_by_side_figure(first_image, panels,
+    written["figure"] = report.side_by_side_figure(first_image, panels,
                                                        output / "figure.png")
 
     print(f"\n{'codec':<16} {'setting':<20} {'bpp':>7} {'PSNR':>7} {'MS-SSIM':>7} "

@@ -6,11 +6,11 @@ from pathlib import Path
 
 from absl import flags
 
-from hific_tf import images
-from hific_tf.bitstream import FILE_SUFFIX
 from hific_tf.cli import common
 from hific_tf.cli.memory_flag import MEMORY_BUDGET
 from hific_tf.cli.published_flag import PUBLISHED_DIR
+from hific_tf.coding.bitstream import FILE_SUFFIX
+from hific_tf.storage import images
 
 _MODEL = flags.DEFINE_string(
     "model", None, "Bundled model name, published model name (hific-lo/-mi/-hi: writes "
@@ -23,9 +23,8 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace existing output file
 
 
 def main(argv: list[str]) -> int:
-    from hific_tf import published
-
-    suffix = published.TFCI_SUFFIX if published.writes_tfci(_MODEL.value) else FILE_SUFFIX
+    from hific_tf.published import converted, tfci
+    suffix = tfci.TFCI_SUFFIX if converted.writes_tfci(_MODEL.value) else FILE_SUFFIX
     pairs = common.pair_paths(argv[1:], _OUTPUT.value, common.IMAGE_INPUTS, suffix)
     memory_budget = common.parse_memory_size(MEMORY_BUDGET.value)
     codec = common.open_codec_for_coding(_MODEL.value, PUBLISHED_DIR.value, memory_budget)

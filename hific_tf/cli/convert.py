@@ -27,13 +27,12 @@ _OFFLINE = flags.DEFINE_bool("offline", None, "Never download; fail if the file 
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
+    common.refuse_arguments(argv)
     from pathlib import Path
 
-    from hific_tf import published
     from hific_tf.configs import model_preset
-    from hific_tf.weight_import import import_published_file
+    from hific_tf.published import converted, runner
+    from hific_tf.published.weight_import import import_published_file
 
     try:
         expected = None if _PRESET.value is None else model_preset(_PRESET.value)
@@ -44,10 +43,10 @@ def main(argv: list[str]) -> int:
     if output.exists() and any(output.iterdir()) and not _OVERWRITE.value:
         raise UserError(f"{output} exists and is not empty; pass --overwrite to replace its "
                         "checkpoint")
-    path = published.metagraph_path(_MODEL.value, PUBLISHED_DIR.value, _CACHE_DIR.value,
+    path = runner.metagraph_path(_MODEL.value, PUBLISHED_DIR.value, _CACHE_DIR.value,
                                     _OFFLINE.value)
     model, coding = import_published_file(path, expected, _PRESET.value or "graph's")
-    published.save_converted(model, coding, _MODEL.value, output)
+    converted.save_converted(model, coding, _MODEL.value, output)
     config = model.config
     print(f"wrote {output}: {_MODEL.value} as a checkpoint (E widths "
           f"{list(config.encoder_channels)}, {config.residual_blocks} residual blocks, "

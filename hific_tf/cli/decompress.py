@@ -6,11 +6,11 @@ from pathlib import Path
 
 from absl import flags
 
-from hific_tf import images
 from hific_tf.cli import common
 from hific_tf.cli.memory_flag import MEMORY_BUDGET
 from hific_tf.cli.published_flag import PUBLISHED_DIR
 from hific_tf.errors import UserError
+from hific_tf.storage import images
 
 _MODEL = flags.DEFINE_string(
     "model", None, "The model that wrote the files: bundled or published name, checkpoint "

@@ -25,9 +25,8 @@ from hific_tf.errors import UserError
 if TYPE_CHECKING:
     import numpy as np
 
-    from hific_tf.codec import Codec
-    from hific_tf.evaluation import Entry
-    from hific_tf.published import PublishedModel
+    from hific_tf.codec import FileCodec
+    from hific_tf.evaluation.report import Entry
 
 _INPUT = flags.DEFINE_string("input", None, "Folder of images to code (the repository "
                              "ships three in photos/; make demo uses them).", required=True)
@@ -44,15 +43,15 @@ REPORT_FOLDER = "report"
 CLASSIC_CODECS = ("jpeg", "webp", "avif")
 
 
-def code_and_save(name: str, codec: Codec | PublishedModel, images: dict[str, np.ndarray],
-                  folder: Path, suffix: str) -> Entry:
-    """Codes every image with `codec`, writing STEM`suffix` (the compressed file) and STEM.png
-    into `folder`; returns an evaluation entry that replays these results rather than coding
-    again."""
-    from hific_tf.evaluation import CodedImage, Entry
-    from hific_tf.files import write_atomic
-    from hific_tf.images import write_png
+def code_and_save(name: str, codec: FileCodec, images: dict[str, np.ndarray],
+                  folder: Path) -> Entry:
+    """Codes every image with `codec`, writing STEM plus its file suffix (the compressed file)
+    and STEM.png into `folder`; returns an evaluation entry that replays these results rather
+    than coding again."""
+    from hific_tf.evaluation.report import CodedImage, Entry
     from hific_tf.progress import Progress
+    from hific_tf.storage.files import write_atomic
+    from hific_tf.storage.images import write_png
 
     coded: dict[bytes, CodedImage] = {}
     progress = Progress(len(images), unit="image")
@@ -60,7 +59,7 @@ def code_and_save(name: str, codec: Codec | PublishedModel, images: dict[str, np
         data = codec.compress(image)
         reconstruction = codec.decompress(data)
         stem = Path(image_name).stem
-        write_atomic(folder / f"{stem}{suffix}", data, overwrite=True)
+        write_atomic(folder / f"{stem}{codec.file_suffix}", data, overwrite=True)
         write_png(folder / f"{stem}.png", reconstruction, overwrite=True)
         coded[image.tobytes()] = CodedImage(len(data), reconstruction)
         bpp = 8 * len(data) / (image.shape[0] * image.shape[1])
@@ -72,8 +71,7 @@ def code_and_save(name: str, codec: Codec | PublishedModel, images: dict[str, np
 def bundled_pair() -> list[str]:
     """The default models: the bundled pair, those of it that are installed (a note for each
     missing one), or one line saying how to get them if neither is."""
-    from hific_tf import zoo
-
+    from hific_tf.storage import zoo
     names = [name for name in zoo.SHIPPED_MODELS if name in zoo.bundled_names()]
     if not names:
         raise UserError(f"the bundled models ({', '.join(zoo.SHIPPED_MODELS)}) are not in "
@@ -89,19 +87,19 @@ def check_models(models: list[str]) -> dict[str, str]:
     """Each model of --models by the name of its output folder (a bundled or published
     model's name, else the directory's name); one line for a model that does not exist, two
     that would share a folder, or one named like the report's."""
-    from hific_tf import published, zoo
-
+    from hific_tf.published import runner
+    from hific_tf.storage import zoo
     bundled = zoo.bundled_names()
     folders: dict[str, str] = {}
     for model in models:
-        if model not in bundled and model not in published.MODEL_NAMES:
+        if model not in bundled and model not in runner.MODEL_NAMES:
             if model in zoo.SHIPPED_MODELS:
                 raise UserError(f"--models: {model} is not bundled in {zoo.bundled_folder()}; "
                                 "train and bundle it with `make small-models`, or set "
                                 f"${zoo.WEIGHTS_ENV} to a folder that holds it")
             if not Path(model).exists():
                 raise UserError(f"--models: unknown model {model!r}; choose from "
-                                f"{', '.join([*bundled, *published.MODEL_NAMES])}, or give a "
+                                f"{', '.join([*bundled, *runner.MODEL_NAMES])}, or give a "
                                 "weights file, checkpoint or SavedModel directory")
         folder = Path(model).name if Path(model).exists() else model
         if folder in folders or folder == REPORT_FOLDER:
@@ -112,20 +110,18 @@ def check_models(models: list[str]) -> dict[str, str]:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
+    common.refuse_arguments(argv)
     started = time.monotonic()
     folder = Path(_INPUT.value)
     if not folder.is_dir():
         raise UserError(f"input folder {folder} does not exist; pass --input=FOLDER")
     models = check_models(_MODELS.value or bundled_pair())
 
-    from hific_tf import published
-    from hific_tf.bitstream import FILE_SUFFIX
-    from hific_tf.classic_codecs import get_codec
     from hific_tf.codec import load_codec
-    from hific_tf.images import list_images, read_image
+    from hific_tf.evaluation.classic_codecs import get_codec
+    from hific_tf.evaluation.report import load_measures
     from hific_tf.progress import format_duration
+    from hific_tf.storage.images import list_images, read_image
 
     sources = list_images(folder)
     if not sources:
@@ -138,19 +134,17 @@ def main(argv: list[str]) -> int:
     output = Path(_OUTPUT.value)
     print(f"coding {len(sources)} images from {folder} with {', '.join(models)}", flush=True)
     images = {path.name: read_image(path) for path in sources}
-    entries = [code_and_save(name, codec, images, output / name,
-                             published.TFCI_SUFFIX if published.writes_tfci(models[name])
-                             else FILE_SUFFIX)
+    entries = [code_and_save(name, codec, images, output / name)
                for name, codec in codecs.items()]
     print(f"evaluating against {', '.join(CLASSIC_CODECS)} aimed at {next(iter(models))}'s "
           "mean rate and twice it", flush=True)
-    measures = common.load_measures()
+    measures = load_measures()
     written = common.report(images, entries, classics, [], measures, output / REPORT_FOLDER)
 
     print(f"\ndone in {format_duration(time.monotonic() - started)}")
-    for name, model in models.items():
-        files = published.TFCI_SUFFIX if published.writes_tfci(model) else FILE_SUFFIX
-        print(f"  {name + ':':<15} {output / name} ({files} files, PNG reconstructions)")
+    for name, codec in codecs.items():
+        print(f"  {name + ':':<15} {output / name} ({codec.file_suffix} files, PNG "
+              "reconstructions)")
     print(f"  {'report:':<15} {output / REPORT_FOLDER}\n  {'figure:':<15} {written['figure']}")
     return 0
 

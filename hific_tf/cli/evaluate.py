@@ -32,12 +32,11 @@ _LIMIT = flags.DEFINE_integer("limit", None, "Evaluate only the first N images."
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from hific_tf import evaluation
-    from hific_tf.classic_codecs import get_codec
+    common.refuse_arguments(argv)
     from hific_tf.codec import load_codec
-    from hific_tf.images import list_images, read_image
+    from hific_tf.evaluation import report
+    from hific_tf.evaluation.classic_codecs import get_codec
+    from hific_tf.storage.images import list_images, read_image
 
     paths = []
     for folder in map(Path, _IMAGES.value):
@@ -60,8 +59,8 @@ def main(argv: list[str]) -> int:
         raise UserError(f"--rates must be numbers, got {_RATES.value}") from None
     classics = [get_codec(name) for name in _CODECS.value]
     images = {path.name: read_image(path) for path in paths}
-    measures = common.load_measures()
-    models = [evaluation.model_entry(Path(path).name, load_codec(path, PUBLISHED_DIR.value))
+    measures = report.load_measures()
+    models = [report.model_entry(Path(path).name, load_codec(path, PUBLISHED_DIR.value))
               for path in _MODELS.value]
     common.report(images, models, classics, rates, measures, Path(_OUTPUT.value))
     return 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 from absl import flags
 
 from hific_tf.cli import common
-from hific_tf.errors import UserError
 
 _MODEL = flags.DEFINE_string("model", None, "Checkpoint directory to export.", required=True)
 _OUTPUT = flags.DEFINE_string("output", None, "SavedModel directory to write.", required=True)
@@ -13,11 +12,10 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing SavedMod
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from hific_tf import checkpoints
-    from hific_tf.export import export_saved_model
-    from hific_tf.files import check_writable
+    common.refuse_arguments(argv)
+    from hific_tf.storage import checkpoints
+    from hific_tf.storage.export import export_saved_model
+    from hific_tf.storage.files import check_writable
 
     check_writable(_OUTPUT.value, _OVERWRITE.value)
     model = checkpoints.load_for_coding(_MODEL.value)

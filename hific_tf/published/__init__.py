@@ -1,0 +1,1 @@
+"""The paper's published models: the graph runner, `.tfci` files, weight import and graph safety."""

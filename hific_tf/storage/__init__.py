@@ -1,0 +1,2 @@
+"""Files on disk: checkpoints, bundled weights, SavedModel export, images, atomic writes and
+the download cache."""
